@@ -1,0 +1,1 @@
+"""Event store adapters: the eventsourcing library over in-memory, SQLite or PostgreSQL."""

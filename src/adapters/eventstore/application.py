@@ -1,0 +1,95 @@
+"""The event store: an eventsourcing `Application` whose persistence the caller chooses.
+
+The persistence module (popo / sqlite / postgres) is picked by the `env` the sibling modules
+`memory.py`, `sqlite.py` and `postgres.py` build; this class adds what the trading engine
+needs on top: orjson transcoding, domain errors instead of database errors, and a decoded
+view of the global log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Transcoder
+
+from adapters.eventstore.transcoder import OrjsonTranscoder
+from domain.errors import DuplicateOrder, UnknownOrder
+from domain.order import Order
+from domain.position import Position, position_id_for
+from ports.event_store import ConcurrencyConflict, RecordedEvent
+
+
+class EventSourcedStore(Application[UUID]):
+    """Orders and positions in one append-only log (tables `ledger_events` / `stored_events`)."""
+
+    name = "ledger"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env=dict(env))
+
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
+    # ----- writing --------------------------------------------------------------------------
+
+    def save(self, *aggregates: Order | Position, **kwargs: Any) -> Any:  # type: ignore[override]
+        new_orders = [agg for agg in aggregates if isinstance(agg, Order) and _is_new(agg)]
+        try:
+            return super().save(*aggregates, **kwargs)
+        except IntegrityError as error:
+            for order in new_orders:
+                if self._exists(order.id):
+                    raise DuplicateOrder(order.id, order.signal_id) from error
+            names = ", ".join(f"{type(a).__name__} {a.id} v{a.version}" for a in aggregates)
+            raise ConcurrencyConflict(
+                f"stale write: another writer changed one of [{names}] first; reload and retry"
+            ) from error
+
+    # ----- reading --------------------------------------------------------------------------
+
+    def get_order(self, order_id: UUID) -> Order:
+        try:
+            order = self.repository.get(order_id)
+        except AggregateNotFoundError:
+            raise UnknownOrder(order_id) from None
+        if not isinstance(order, Order):
+            raise UnknownOrder(order_id)
+        return order
+
+    def find_position(self, exchange: str, symbol: str) -> Position | None:
+        try:
+            position = self.repository.get(position_id_for(exchange, symbol))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(position, Position)
+        return position
+
+    def events_of(self, aggregate_id: UUID) -> Sequence[Any]:
+        return list(self.events.get(aggregate_id))
+
+    def read_log(self, start: int = 1, limit: int = 1000) -> Sequence[RecordedEvent]:
+        notifications = self.recorder.select_notifications(start=start, limit=limit)
+        return [
+            RecordedEvent(
+                position=n.id,
+                aggregate_id=UUID(str(n.originator_id)),
+                version=n.originator_version,
+                topic=n.topic,
+                event=self.mapper.to_domain_event(n),
+            )
+            for n in notifications
+        ]
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+
+def _is_new(aggregate: Order | Position) -> bool:
+    pending = aggregate.pending_events
+    return bool(pending) and pending[0].originator_version == aggregate.INITIAL_VERSION

@@ -1,0 +1,1 @@
+"""Use cases, configuration, the composition root and the CLI."""

@@ -1,0 +1,127 @@
+"""Configuration: the seed's environment variables, same names and meanings.
+
+Read from the environment or a `.env` file and validated at start; a bad value stops the
+engine with a message naming the variable. Secrets are `SecretStr`, so they never print.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from domain.errors import InvalidValue
+from domain.values import Exchange, Symbol, Timeframe
+
+DEFAULT_DATABASE_URL = "sqlite:///data/trading-engine.sqlite3"
+_SECRETS = frozenset({"API_KEY", "API_SECRET"})
+
+
+class ConfigError(Exception):
+    """The configuration cannot run the engine; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    REDIS_URL: str = "redis://localhost:6379/0"
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
+    SYMBOLS: Annotated[list[str], NoDecode] = ["BTC_JPY"]
+    STRATEGY_NAME: str = "moving_average_cross"
+    ENABLE_STRATEGY: bool = True
+    ENABLE_EXECUTION: bool = True
+    MAX_POSITION_SIZE: Decimal = Field(default=Decimal("0.05"), gt=0)
+    MAX_DRAWDOWN_PCT: Decimal = Field(default=Decimal("5"), gt=0, le=100)
+    MAX_CONSECUTIVE_LOSSES: int = Field(default=5, ge=1)
+    EXCHANGE_NAME: str = "gmo"
+    REST_BASE_URL: str = "https://api.coin.z.com"
+    API_KEY: SecretStr = SecretStr("")
+    API_SECRET: SecretStr = SecretStr("")
+    LOG_LEVEL: str = "INFO"
+    MA_FAST_WINDOW: int = Field(default=5, ge=1)
+    MA_SLOW_WINDOW: int = Field(default=20, ge=2)
+    RSI_PERIOD: int = Field(default=14, ge=2)
+    RSI_OVERSOLD: Decimal = Field(default=Decimal(30), ge=0, le=100)
+    RSI_OVERBOUGHT: Decimal = Field(default=Decimal(70), ge=0, le=100)
+    OHLCV_TIMEFRAMES: Annotated[list[str], NoDecode] = ["1s", "1m", "5m"]
+
+    @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("SYMBOLS")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one symbol is needed")
+        return [_domain_value(Symbol, item) for item in value]
+
+    @field_validator("OHLCV_TIMEFRAMES")
+    @classmethod
+    def _timeframes(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one timeframe is needed")
+        return [_domain_value(Timeframe, item) for item in value]
+
+    @field_validator("EXCHANGE_NAME")
+    @classmethod
+    def _exchange(cls, value: str) -> str:
+        return _domain_value(Exchange, value)
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
+            raise ValueError("expected sqlite:///PATH, postgresql://user@host:port/db or memory://")
+        return value
+
+    @field_validator("REST_BASE_URL", "REDIS_URL")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected a URL with a scheme, e.g. https://host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        if self.MA_FAST_WINDOW >= self.MA_SLOW_WINDOW:
+            raise ValueError("MA_FAST_WINDOW must be smaller than MA_SLOW_WINDOW")
+        if self.RSI_OVERSOLD >= self.RSI_OVERBOUGHT:
+            raise ValueError("RSI_OVERSOLD must be smaller than RSI_OVERBOUGHT")
+        return self
+
+
+def _domain_value(kind: type, text: str) -> str:
+    try:
+        return str(kind(text))
+    except InvalidValue as error:
+        raise ValueError(error.reason) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from environment / `.env`, or a `ConfigError` naming every bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            variable = ".".join(str(part) for part in item["loc"]) or "configuration"
+            message = item["msg"].removeprefix("Value error, ")
+            shown = "" if variable in _SECRETS or not item["loc"] else f" (got {item['input']!r})"
+            problems.append(f"  {variable}: {message}{shown}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

@@ -1,0 +1,94 @@
+"""The seed's plain entities: a bar, a signal, an execution (fill).
+
+Orders and positions are event-sourced aggregates and live in `order.py` / `position.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.errors import InvalidValue
+from domain.values import (
+    ZERO,
+    Exchange,
+    Side,
+    SignalAction,
+    Symbol,
+    Timeframe,
+    aware,
+    decimal_of,
+    identifier,
+    non_negative,
+    positive,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OHLCV:
+    exchange: Exchange
+    symbol: Symbol
+    timeframe: Timeframe
+    timestamp: datetime  # start of the bar's interval, UTC
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+    def __post_init__(self) -> None:
+        aware("timestamp", self.timestamp)
+        for name in ("open", "high", "low", "close"):
+            object.__setattr__(self, name, positive(name, getattr(self, name)))
+        object.__setattr__(self, "volume", non_negative("volume", self.volume))
+        if not (self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close)):
+            raise InvalidValue("ohlcv", self, "low/high do not bound open and close")
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's decision. `signal_id` is stable: the same decision always has the same id."""
+
+    signal_id: str
+    exchange: Exchange
+    symbol: Symbol
+    strategy: str
+    action: SignalAction
+    confidence: Decimal
+    price_ref: Decimal
+    timestamp: datetime
+    indicators: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signal_id", identifier("signal_id", self.signal_id))
+        object.__setattr__(self, "action", SignalAction.parse(self.action))
+        confidence = decimal_of("confidence", self.confidence)
+        if not ZERO <= confidence <= 1:
+            raise InvalidValue("confidence", self.confidence, "must be between 0 and 1")
+        object.__setattr__(self, "confidence", confidence)
+        object.__setattr__(self, "price_ref", positive("price_ref", self.price_ref))
+        aware("timestamp", self.timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One fill reported by the exchange. `execution_id` is the exchange's, unique per exchange."""
+
+    execution_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    executed_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "execution_id", identifier("execution_id", self.execution_id))
+        object.__setattr__(self, "side", Side.parse(self.side))
+        object.__setattr__(self, "price", positive("price", self.price))
+        object.__setattr__(self, "size", positive("size", self.size))
+        # Fees may be negative: GMO pays makers a rebate on some symbols.
+        object.__setattr__(self, "fee", decimal_of("fee", self.fee))
+        aware("executed_at", self.executed_at)

@@ -1,0 +1,241 @@
+"""Value objects: the small, validated words the trading domain is written in.
+
+Money and sizes are `Decimal` and must fit the tables' `DECIMAL(20,8)`: at most 8 places
+after the point and 12 before it. Floats are refused outright: `0.1` as a float is not 0.1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Self
+
+from domain.errors import InvalidValue
+
+SCALE = 8  # digits after the point in DECIMAL(20,8)
+INTEGER_DIGITS = 12  # digits before the point in DECIMAL(20,8)
+ZERO = Decimal(0)
+
+
+class _ParsedEnum(StrEnum):
+    """A StrEnum whose `parse` names the field and the allowed values on bad input."""
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().upper() if cls._upper() else str(value).strip())
+        except ValueError:
+            allowed = ", ".join(member.value for member in cls)
+            raise InvalidValue(cls._field(), value, f"expected one of {allowed}") from None
+
+    @classmethod
+    def _upper(cls) -> bool:
+        return True
+
+    @classmethod
+    def _field(cls) -> str:
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+
+class Side(_ParsedEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy (adds to a long), -1 for a sell."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(_ParsedEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+
+
+class TimeInForce(_ParsedEnum):
+    """GMO's names: FAK (fill and kill = IOC), FAS (fill and store = GTC), FOK, SOK (post-only)."""
+
+    FAS = "FAS"
+    FAK = "FAK"
+    FOK = "FOK"
+    SOK = "SOK"
+
+
+class OrderStatus(_ParsedEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+    @property
+    def is_live(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class PositionSide(_ParsedEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+    FLAT = "FLAT"
+
+
+class SignalAction(_ParsedEnum):
+    ENTER_LONG = "enter_long"
+    ENTER_SHORT = "enter_short"
+    EXIT = "exit"
+    HOLD = "hold"
+
+    @classmethod
+    def _upper(cls) -> bool:
+        return False
+
+
+class CancelType(_ParsedEnum):
+    """Why an order ended CANCELED; GMO's cancelType values plus our own causes."""
+
+    USER = "USER"
+    POSITION_LOSSCUT = "POSITION_LOSSCUT"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    ACCOUNT_LOSSCUT = "ACCOUNT_LOSSCUT"
+    MARGIN_CALL = "MARGIN_CALL"
+    MARGIN_CALL_LOSSCUT = "MARGIN_CALL_LOSSCUT"
+    EXPIRED = "EXPIRED"
+    PRICE_LIMIT = "PRICE_LIMIT"
+    SOK_TAKER = "SOK_TAKER"
+    EXPIRATION = "EXPIRATION"
+    EXCHANGE = "EXCHANGE"
+
+
+_EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,10}([_/][A-Z0-9]{1,9})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """An exchange id as ccxt and our streams spell it: lower case, e.g. `gmo`, `binance`."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str) or not _EXCHANGE_RE.match(self.value):
+            raise InvalidValue("exchange", self.value, "expected a lower-case id like 'gmo'")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A tradable symbol: GMO's `BTC` (spot) / `BTC_JPY` (leverage), or ccxt's `BTC/USDT`."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str) or not _SYMBOL_RE.match(self.value):
+            raise InvalidValue("symbol", self.value, "expected e.g. BTC, BTC_JPY or BTC/USDT")
+
+    @property
+    def is_gmo_leverage(self) -> bool:
+        """GMO's margin symbols end in `_JPY`: every new order there opens a position."""
+        return self.value.endswith("_JPY")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]{0,3})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeframe:
+    """A bar length such as `1s`, `1m`, `5m`, `1h`, `1d`."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str) or not _TIMEFRAME_RE.match(self.value):
+            raise InvalidValue("timeframe", self.value, "expected e.g. 1s, 1m, 5m, 15m, 1h, 1d")
+
+    @property
+    def seconds(self) -> int:
+        match = _TIMEFRAME_RE.match(self.value)
+        assert match is not None
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def decimal_of(field: str, value: object) -> Decimal:
+    """Any exact number as a finite Decimal that fits DECIMAL(20,8); floats are refused."""
+    if isinstance(value, (bool, float)):
+        raise InvalidValue(field, value, "floats are inexact; pass a str or Decimal")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, (int, str)):
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            raise InvalidValue(field, value, "not a number") from None
+    else:
+        raise InvalidValue(field, value, "expected a Decimal, int or str")
+    if not number.is_finite():
+        raise InvalidValue(field, value, "must be finite")
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -SCALE and number != number.quantize(Decimal(1).scaleb(-SCALE)):
+        raise InvalidValue(field, value, f"more than {SCALE} decimal places")
+    if number.adjusted() >= INTEGER_DIGITS:
+        raise InvalidValue(field, value, f"more than {INTEGER_DIGITS} integer digits")
+    if exponent < -SCALE:  # e.g. 1.500000000 is exact at 8 places: keep it at 8
+        number = number.quantize(Decimal(1).scaleb(-SCALE))
+    return number
+
+
+def positive(field: str, value: object) -> Decimal:
+    number = decimal_of(field, value)
+    if number <= ZERO:
+        raise InvalidValue(field, value, "must be greater than zero")
+    return number
+
+
+def non_negative(field: str, value: object) -> Decimal:
+    number = decimal_of(field, value)
+    if number < ZERO:
+        raise InvalidValue(field, value, "must not be negative")
+    return number
+
+
+def aware(field: str, value: object) -> datetime:
+    """A timezone-aware datetime; naive ones are ambiguous and refused."""
+    if not isinstance(value, datetime):
+        raise InvalidValue(field, value, "expected a datetime")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidValue(field, value, "must be timezone-aware")
+    return value
+
+
+def identifier(field: str, value: object, max_length: int = 100) -> str:
+    """A non-empty id string (signal ids, execution ids, exchange order ids)."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise InvalidValue(field, value, "expected a string id")
+    text = str(value).strip()
+    if not text or len(text) > max_length:
+        raise InvalidValue(field, value, f"must be 1 to {max_length} characters")
+    return text

@@ -1,0 +1,1 @@
+"""Contracts the application needs from the outside world. Imports only `domain`."""

@@ -1,0 +1,77 @@
+"""The event store port: where orders and positions live as streams of events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.order import Order
+from domain.position import Position
+
+
+class EventStoreError(Exception):
+    """Base class of the store's own failures (not domain refusals)."""
+
+
+class ConcurrencyConflict(EventStoreError):
+    """Another writer saved a newer version of an aggregate first (stale read): reload, retry."""
+
+
+class AppendOnlyViolation(EventStoreError):
+    """Something tried to change or delete a recorded event."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One event as recorded in the store's global log, decoded."""
+
+    position: int  # place in the global log (notification id), strictly increasing
+    aggregate_id: UUID
+    version: int
+    topic: str
+    event: Any  # the domain event object (Order.Filled, Position.FillApplied, ...)
+
+    @property
+    def name(self) -> str:
+        return type(self.event).__qualname__
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.event.timestamp
+
+
+class EventStore(Protocol):
+    """Save aggregates atomically with optimistic concurrency; load them; read the log."""
+
+    def save(self, *aggregates: Order | Position) -> None:
+        """Record the pending events of all `aggregates` in one transaction, or none.
+
+        Raises `DuplicateOrder` when a new order's id already exists and
+        `ConcurrencyConflict` when an aggregate was changed since it was loaded.
+        """
+        ...
+
+    def get_order(self, order_id: UUID) -> Order:
+        """The order rebuilt from its events; `UnknownOrder` if it has none."""
+        ...
+
+    def find_position(self, exchange: str, symbol: str) -> Position | None:
+        """The position for (exchange, symbol), or None if it never had a fill."""
+        ...
+
+    def events_of(self, aggregate_id: UUID) -> Sequence[Any]:
+        """All events of one aggregate, oldest first."""
+        ...
+
+    def read_log(self, start: int = 1, limit: int = 1000) -> Sequence[RecordedEvent]:
+        """Events of all aggregates in the order they were recorded, from `start`."""
+        ...
+
+    def max_position(self) -> int:
+        """The position of the last recorded event (0 for an empty log)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,303 @@
+"""One event-store contract, run against every adapter: in-memory, SQLite, PostgreSQL.
+
+Modelled on the eventsourcing library's own recorder test cases: an abstract suite with the
+behaviour, one small subclass per adapter that says how to open (and poke at) that store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from adapters.eventstore.application import EventSourcedStore
+from adapters.eventstore.memory import memory_event_store
+from adapters.eventstore.postgres import postgres_event_store
+from adapters.eventstore.sqlite import sqlite_event_store
+from domain.errors import DuplicateOrder, UnknownOrder
+from domain.models import Execution
+from domain.order import Order, order_id_for
+from domain.position import Position
+from ports.event_store import ConcurrencyConflict
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+JST = timezone(timedelta(hours=9))
+
+
+def new_order(signal_id: str | None = None, **overrides: object) -> Order:
+    fields: dict[str, object] = {
+        "signal_id": signal_id or f"sig-{uuid.uuid4().hex}",
+        "exchange": "gmo",
+        "symbol": "BTC_JPY",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "size": Decimal("0.03"),
+        "price": Decimal("15000000"),
+        "at": T0,
+    }
+    fields.update(overrides)
+    return Order.submit(**fields)  # type: ignore[arg-type]
+
+
+def fill(execution_id: str, size: str, price: str = "15000000", fee: str = "0") -> Execution:
+    return Execution(execution_id, "BUY", Decimal(price), Decimal(size), Decimal(fee), T0)
+
+
+class EventStoreContract:
+    """Behaviour every event store must have. Subclasses provide `open_store`."""
+
+    supports_raw_sql = True
+    survives_reopen = True
+
+    @pytest.fixture
+    def open_store(self) -> Callable[[], EventSourcedStore]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, open_store: Callable[[], EventSourcedStore]) -> Iterator[EventSourcedStore]:
+        store = open_store()
+        yield store
+        store.close()
+
+    def raw_execute(self, store: EventSourcedStore, statement: str) -> None:
+        raise NotImplementedError
+
+    # ----- save and load --------------------------------------------------------------------
+
+    def test_saved_order_loads_back_equal(self, store: EventSourcedStore) -> None:
+        order = new_order()
+        order.accept("X-1", at=T0 + timedelta(seconds=1))
+        order.fill(fill("e1", "0.01", fee="-1.5"), at=T0 + timedelta(seconds=2))
+        store.save(order)
+        loaded = store.get_order(order.id)
+        assert loaded == order
+        assert loaded.version == 3
+        assert loaded.status.value == "PARTIALLY_FILLED"
+        assert loaded.execution_ids == {"e1"}
+
+    def test_position_and_order_saved_together_load_back(self, store: EventSourcedStore) -> None:
+        order = new_order()
+        execution = fill("e1", "0.01", fee="3")
+        order.fill(execution)
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        position.apply_fill(
+            order_id=order.id, exchange="gmo", symbol="BTC_JPY", execution=execution
+        )
+        store.save(order, position)
+        loaded = store.find_position("gmo", "BTC_JPY")
+        assert loaded == position
+        assert loaded is not None and loaded.quantity == Decimal("0.01")
+        assert store.find_position("gmo", "ETH_JPY") is None
+
+    def test_unknown_order_is_refused(self, store: EventSourcedStore) -> None:
+        with pytest.raises(UnknownOrder):
+            store.get_order(order_id_for("never-seen"))
+
+    def test_position_id_is_not_an_order(self, store: EventSourcedStore) -> None:
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        store.save(position)
+        with pytest.raises(UnknownOrder):
+            store.get_order(position.id)
+
+    # ----- concurrency and idempotency ------------------------------------------------------
+
+    def test_stale_version_is_a_conflict_and_changes_nothing(
+        self, store: EventSourcedStore
+    ) -> None:
+        order = new_order()
+        store.save(order)
+        first, second = store.get_order(order.id), store.get_order(order.id)
+        first.accept("X-1", at=T0)
+        store.save(first)
+        second.reject("ERR-201", "insufficient margin", at=T0)
+        with pytest.raises(ConcurrencyConflict):
+            store.save(second)
+        reloaded = store.get_order(order.id)
+        assert reloaded.status.value == "NEW"
+        assert reloaded.exchange_order_id == "X-1"
+        assert reloaded.version == 2
+
+    def test_duplicate_order_id_is_refused(self, store: EventSourcedStore) -> None:
+        original = new_order("signal-42", size=Decimal("0.03"))
+        store.save(original)
+        twin = new_order("signal-42", size=Decimal("0.05"))
+        assert twin.id == original.id
+        with pytest.raises(DuplicateOrder) as refused:
+            store.save(twin)
+        assert "signal-42" in str(refused.value)
+        assert store.get_order(original.id).size == Decimal("0.03")
+        assert len(store.events_of(original.id)) == 1
+
+    def test_save_is_atomic_across_aggregates(self, store: EventSourcedStore) -> None:
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        store.save(position)
+        stale_position = store.find_position("gmo", "BTC_JPY")
+        fresh_position = store.find_position("gmo", "BTC_JPY")
+        assert stale_position is not None and fresh_position is not None
+        first = new_order()
+        fresh_position.apply_fill(
+            order_id=first.id, exchange="gmo", symbol="BTC_JPY", execution=fill("e1", "0.01")
+        )
+        store.save(fresh_position)
+        second = new_order()
+        second.fill(fill("e2", "0.01"))
+        stale_position.apply_fill(
+            order_id=second.id, exchange="gmo", symbol="BTC_JPY", execution=fill("e2", "0.01")
+        )
+        before = store.max_position()
+        with pytest.raises(ConcurrencyConflict):
+            store.save(second, stale_position)
+        assert store.max_position() == before
+        with pytest.raises(UnknownOrder):
+            store.get_order(second.id)
+
+    # ----- the global log -------------------------------------------------------------------
+
+    def test_log_keeps_the_global_order_of_events(self, store: EventSourcedStore) -> None:
+        a, b = new_order(), new_order()
+        store.save(a)
+        store.save(b)
+        a.accept("A-1", at=T0)
+        store.save(a)
+        b.accept("B-1", at=T0)
+        a.fill(fill("ea", "0.03"))
+        store.save(b, a)
+        log = store.read_log(start=1, limit=100)
+        expected = [
+            (a.id, 1, "Submitted"),
+            (b.id, 1, "Submitted"),
+            (a.id, 2, "Accepted"),
+            (b.id, 2, "Accepted"),
+            (a.id, 3, "Filled"),
+        ]
+        assert [(r.aggregate_id, r.version, type(r.event).__name__) for r in log] == expected
+        positions = [r.position for r in log]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+        assert store.max_position() == positions[-1]
+        page = store.read_log(start=positions[2], limit=2)
+        assert [r.position for r in page] == positions[2:4]
+
+    def test_empty_log(self, store: EventSourcedStore) -> None:
+        assert store.max_position() == 0
+        assert store.read_log() == []
+
+    # ----- exact values ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("size", "price", "fee"),
+        [
+            ("0.00000001", "99999999999.99999999", "-0.00000001"),
+            ("0.010", "15000000.50", "0E-8"),
+            ("123456789012", "0.1", "12.34567800"),
+        ],
+    )
+    def test_decimals_and_datetimes_round_trip_exactly(
+        self, store: EventSourcedStore, size: str, price: str, fee: str
+    ) -> None:
+        order = new_order(size=Decimal(size), price=Decimal(price), at=T0.astimezone(JST))
+        executed_at = datetime(2026, 3, 1, 18, 0, 0, 123456, tzinfo=JST)
+        order.fill(
+            Execution("e-exact", "BUY", Decimal(price), Decimal(size), Decimal(fee), executed_at),
+            at=executed_at,
+        )
+        store.save(order)
+        loaded_events = store.events_of(order.id)
+        submitted, filled = loaded_events
+        # as_tuple: same sign, digits and exponent, so '0.010' does not come back as '0.01'
+        assert submitted.size.as_tuple() == Decimal(size).as_tuple()
+        assert submitted.price.as_tuple() == Decimal(price).as_tuple()
+        assert filled.fee.as_tuple() == Decimal(fee).as_tuple()
+        assert filled.executed_at == executed_at
+        assert filled.executed_at.utcoffset() == timedelta(hours=9)
+        assert submitted.timestamp.utcoffset() == timedelta(hours=9)
+        assert store.get_order(order.id).filled_notional == Decimal(price) * Decimal(size)
+
+    # ----- durability and append-only -------------------------------------------------------
+
+    def test_events_survive_reopening_the_store(
+        self, open_store: Callable[[], EventSourcedStore]
+    ) -> None:
+        if not self.survives_reopen:
+            pytest.skip("an in-memory store ends with its process by design")
+        first = open_store()
+        order = new_order()
+        store_and_close(first, order)
+        second = open_store()
+        try:
+            assert second.get_order(order.id) == order
+        finally:
+            second.close()
+
+    @pytest.mark.parametrize("statement", ["UPDATE {table} SET topic = 'x'", "DELETE FROM {table}"])
+    def test_recorded_events_cannot_be_changed(
+        self, store: EventSourcedStore, statement: str
+    ) -> None:
+        if not self.supports_raw_sql:
+            pytest.skip("the in-memory store has no SQL surface to misuse")
+        order = new_order()
+        store.save(order)
+        table = store.recorder.events_table_name  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match="append-only"):
+            self.raw_execute(store, statement.format(table=table))
+        assert store.get_order(order.id) == order
+        assert len(store.events_of(order.id)) == 1
+
+
+def store_and_close(store: EventSourcedStore, order: Order) -> None:
+    store.save(order)
+    order.collect_events()
+    store.close()
+
+
+class TestMemoryEventStore(EventStoreContract):
+    supports_raw_sql = False
+    survives_reopen = False
+
+    @pytest.fixture
+    def open_store(self) -> Callable[[], EventSourcedStore]:
+        return memory_event_store
+
+
+class TestSqliteEventStore(EventStoreContract):
+    @pytest.fixture
+    def open_store(self, tmp_path: Path) -> Callable[[], EventSourcedStore]:
+        return lambda: sqlite_event_store(tmp_path / "events.sqlite3")
+
+    def raw_execute(self, store: EventSourcedStore, statement: str) -> None:
+        path = store.env.get("SQLITE_DBNAME")
+        connection = sqlite3.connect(str(path))
+        try:
+            connection.execute(statement)
+            connection.commit()
+        finally:
+            connection.close()
+
+
+@pytest.mark.postgres
+class TestPostgresEventStore(EventStoreContract):
+    @pytest.fixture
+    def open_store(self, pg_url: str, pg_schema: str) -> Callable[[], EventSourcedStore]:
+        return lambda: postgres_event_store(pg_url, schema=pg_schema)
+
+    def raw_execute(self, store: EventSourcedStore, statement: str) -> None:
+        schema = store.env.get("POSTGRES_SCHEMA")
+        url = f"postgresql://{store.env.get('POSTGRES_USER')}@{store.env.get('POSTGRES_HOST')}:" + (
+            f"{store.env.get('POSTGRES_PORT')}/{store.env.get('POSTGRES_DBNAME')}"
+        )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(str(schema))))
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def test_truncate_is_refused_too(self, store: EventSourcedStore) -> None:
+        store.save(new_order())
+        table = store.recorder.events_table_name  # type: ignore[attr-defined]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            self.raw_execute(store, f"TRUNCATE {table}")
+        assert store.max_position() == 1
