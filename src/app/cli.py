@@ -22,7 +22,8 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+# Wide enough for the audit tables when output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _settings(database_url: str | None):

@@ -1,0 +1,83 @@
+"""The main job, run as a user runs it: the installed `trading-engine` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.eventstore.postgres import postgres_event_store
+from adapters.eventstore.sqlite import sqlite_event_store
+from domain.values import OrderStatus
+
+COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, *args],
+        env={**os.environ, **env, "COLUMNS": "200"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def order_statuses(store) -> list[str]:  # noqa: ANN001
+    return sorted(
+        store.get_order(r.aggregate_id).status.value
+        for r in store.read_log(limit=10_000)
+        if type(r.event).__name__ == "Submitted"
+    )
+
+
+def test_demo_on_the_embedded_default_runs_twice(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    for _ in range(2):
+        result = subprocess.run(
+            [COMMAND, "demo"],
+            env={**clean, "COLUMNS": "200"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "REJECTED" in result.stdout and "refused as expected" in result.stdout
+    database = tmp_path / "data" / "trading-engine.sqlite3"
+    store = sqlite_event_store(database)
+    try:
+        # two runs × four orders: one FILLED, two CANCELED (one late-filled), one REJECTED each
+        assert order_statuses(store) == sorted(["FILLED", "CANCELED", "CANCELED", "REJECTED"] * 2)
+        position = store.find_position("gmo", "BTC_JPY")
+        assert position is not None and position.fill_count == 2 * 5
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_demo_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    result = run_cli("demo", env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    store = postgres_event_store(pg_url, schema=pg_schema)
+    try:
+        statuses = order_statuses(store)
+        assert statuses == sorted(["FILLED", "CANCELED", "CANCELED", "REJECTED"])
+        assert OrderStatus.FILLED.value in result.stdout
+    finally:
+        store.close()
+
+
+def test_bad_configuration_stops_with_the_variable_named(tmp_path: Path) -> None:
+    result = run_cli("demo", env={"MAX_POSITION_SIZE": "-3"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "MAX_POSITION_SIZE" in result.stderr
+    assert not (tmp_path / "data").exists()
