@@ -93,7 +93,8 @@ class EventStoreContract:
         store.save(order, position)
         loaded = store.find_position("gmo", "BTC_JPY")
         assert loaded == position
-        assert loaded is not None and loaded.quantity == Decimal("0.01")
+        assert loaded is not None
+        assert loaded.quantity == Decimal("0.01")
         assert store.find_position("gmo", "ETH_JPY") is None
 
     def test_unknown_order_is_refused(self, store: EventSourcedStore) -> None:
@@ -140,7 +141,8 @@ class EventStoreContract:
         store.save(position)
         stale_position = store.find_position("gmo", "BTC_JPY")
         fresh_position = store.find_position("gmo", "BTC_JPY")
-        assert stale_position is not None and fresh_position is not None
+        assert stale_position is not None
+        assert fresh_position is not None
         first = new_order()
         fresh_position.apply_fill(
             order_id=first.id, exchange="gmo", symbol="BTC_JPY", execution=fill("e1", "0.01")
@@ -179,7 +181,8 @@ class EventStoreContract:
         ]
         assert [(r.aggregate_id, r.version, type(r.event).__name__) for r in log] == expected
         positions = [r.position for r in log]
-        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
         assert store.max_position() == positions[-1]
         page = store.read_log(start=positions[2], limit=2)
         assert [r.position for r in page] == positions[2:4]

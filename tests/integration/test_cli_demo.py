@@ -29,7 +29,7 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
-def order_statuses(store) -> list[str]:  # noqa: ANN001
+def order_statuses(store) -> list[str]:
     return sorted(
         store.get_order(r.aggregate_id).status.value
         for r in store.read_log(limit=10_000)
@@ -50,14 +50,16 @@ def test_demo_on_the_embedded_default_runs_twice(tmp_path: Path) -> None:
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        assert "REJECTED" in result.stdout and "refused as expected" in result.stdout
+        assert "REJECTED" in result.stdout
+        assert "refused as expected" in result.stdout
     database = tmp_path / "data" / "trading-engine.sqlite3"
     store = sqlite_event_store(database)
     try:
         # two runs × four orders: one FILLED, two CANCELED (one late-filled), one REJECTED each
         assert order_statuses(store) == sorted(["FILLED", "CANCELED", "CANCELED", "REJECTED"] * 2)
         position = store.find_position("gmo", "BTC_JPY")
-        assert position is not None and position.fill_count == 2 * 5
+        assert position is not None
+        assert position.fill_count == 2 * 5
     finally:
         store.close()
 

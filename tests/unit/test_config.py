@@ -10,7 +10,7 @@ from app.config import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     # Settings read the process environment and ./.env: isolate both.
     monkeypatch.chdir(tmp_path)
     for name in (
@@ -30,7 +30,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noq
 def test_defaults_are_the_embedded_setup() -> None:
     settings = load_settings()
     assert settings.DATABASE_URL.startswith("sqlite:///")
-    assert settings.SYMBOLS == ["BTC_JPY"] and settings.MAX_POSITION_SIZE == Decimal("0.05")
+    assert settings.SYMBOLS == ["BTC_JPY"]
+    assert Decimal("0.05") == settings.MAX_POSITION_SIZE
 
 
 def test_lists_and_types_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,10 +44,11 @@ def test_lists_and_types_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert settings.ENABLE_STRATEGY is False
 
 
-def test_dotenv_file_is_read(tmp_path) -> None:  # noqa: ANN001
+def test_dotenv_file_is_read(tmp_path) -> None:
     (tmp_path / ".env").write_text("MAX_POSITION_SIZE=0.2\nSYMBOLS=ETH_JPY\n")
     settings = load_settings()
-    assert settings.MAX_POSITION_SIZE == Decimal("0.2") and settings.SYMBOLS == ["ETH_JPY"]
+    assert Decimal("0.2") == settings.MAX_POSITION_SIZE
+    assert settings.SYMBOLS == ["ETH_JPY"]
 
 
 @pytest.mark.parametrize(
@@ -78,5 +80,6 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cr3t-value" not in str(refused.value)
     monkeypatch.setenv("MAX_POSITION_SIZE", "1")
     settings = load_settings()
-    assert "s3cr3t-value" not in repr(settings) and "s3cr3t-value" not in str(settings)
+    assert "s3cr3t-value" not in repr(settings)
+    assert "s3cr3t-value" not in str(settings)
     assert settings.API_SECRET.get_secret_value() == "s3cr3t-value"

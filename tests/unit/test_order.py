@@ -46,7 +46,8 @@ def test_order_id_is_derived_from_the_signal() -> None:
 
 def test_submission_defaults_and_checks() -> None:
     order = limit_buy()
-    assert order.status is OrderStatus.NEW and order.time_in_force is TimeInForce.FAS
+    assert order.status is OrderStatus.NEW
+    assert order.time_in_force is TimeInForce.FAS
     market = Order.submit(
         signal_id="m",
         exchange="gmo",
@@ -56,7 +57,8 @@ def test_submission_defaults_and_checks() -> None:
         size="1",
         at=T0,
     )
-    assert market.time_in_force is TimeInForce.FAK and market.price is None
+    assert market.time_in_force is TimeInForce.FAK
+    assert market.price is None
     with pytest.raises(InvalidValue, match="needs a price"):
         Order.submit(
             signal_id="x",
@@ -98,7 +100,8 @@ def test_redelivered_execution_is_ignored() -> None:
     order.fill(execution("e1", "0.01"))
     version = order.version
     assert order.fill(execution("e1", "0.01")) is False
-    assert order.version == version and order.filled_size == Decimal("0.01")
+    assert order.version == version
+    assert order.filled_size == Decimal("0.01")
 
 
 def test_illegal_command_names_order_state_and_command_and_changes_nothing() -> None:
@@ -108,7 +111,8 @@ def test_illegal_command_names_order_state_and_command_and_changes_nothing() -> 
     with pytest.raises(IllegalOrderTransition) as refused:
         order.cancel(CancelType.USER, at=T0)
     assert str(order.id) in str(refused.value)
-    assert "FILLED" in str(refused.value) and "cancel" in str(refused.value)
+    assert "FILLED" in str(refused.value)
+    assert "cancel" in str(refused.value)
     assert snapshot(order) == before
 
 
@@ -120,7 +124,7 @@ def test_illegal_command_names_order_state_and_command_and_changes_nothing() -> 
         (lambda o: o.accept("OTHER", at=T0), "already accepted as X1"),
     ],
 )
-def test_refusals_while_live(command, expected: str) -> None:  # noqa: ANN001
+def test_refusals_while_live(command, expected: str) -> None:
     order = limit_buy()
     order.accept("X1", at=T0)
     before = snapshot(order)
@@ -132,7 +136,8 @@ def test_refusals_while_live(command, expected: str) -> None:  # noqa: ANN001
 def test_rejection_only_from_new_and_final() -> None:
     order = limit_buy()
     order.reject("ERR-201", "Trading margin is insufficient", at=T0)
-    assert order.status is OrderStatus.REJECTED and order.reject_code == "ERR-201"
+    assert order.status is OrderStatus.REJECTED
+    assert order.reject_code == "ERR-201"
     for command in (
         lambda: order.fill(execution("e1", "0.01")),
         lambda: order.accept("X", at=T0),
@@ -166,6 +171,7 @@ def test_expiry_is_a_cancel_with_a_reason() -> None:
     order = limit_buy()
     order.expire("end of trading day", at=T0)
     assert order.status is OrderStatus.CANCELED
-    assert order.cancel_type is CancelType.EXPIRED and order.cancel_reason == "end of trading day"
+    assert order.cancel_type is CancelType.EXPIRED
+    assert order.cancel_reason == "end of trading day"
     with pytest.raises(IllegalOrderTransition):
         order.expire(at=T0)

@@ -53,7 +53,8 @@ def test_fill_moves_order_and_position_together(store: EventSourcedStore) -> Non
     orders.record_fill(sell.id, execution("e2", "SELL", "110", "3", "1.5"))
     position = orders.position("gmo", "BTC_JPY")
     assert position is not None
-    assert position.side is PositionSide.SHORT and position.size == Decimal(1)
+    assert position.side is PositionSide.SHORT
+    assert position.size == Decimal(1)
     # close 2: (110 - 100) × 2 − entry fee 1 − closing share of the fee 1.5 × 2/3 = 18
     assert position.realized_pnl == Decimal(18)
     assert store.get_order(sell.id).status is OrderStatus.FILLED
@@ -90,11 +91,11 @@ def test_refused_commands_store_nothing(store: EventSourcedStore) -> None:
 class RacingStore(EventSourcedStore):
     """A real store whose first save lets a competing writer record a fill just before it."""
 
-    def __init__(self, env, race) -> None:  # noqa: ANN001
+    def __init__(self, env, race) -> None:
         super().__init__(env)
         self._race = race
 
-    def save(self, *aggregates, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def save(self, *aggregates, **kwargs):
         if self._race is not None and any(a.version > 1 for a in aggregates):
             race, self._race = self._race, None
             race()
@@ -116,6 +117,7 @@ def test_fill_retries_when_another_fill_moved_the_position_first(tmp_path: Path)
         b.id, execution("eb1", "BUY", "104", "1")
     )
     position = racing.find_position("gmo", "BTC_JPY")
-    assert position is not None and position.quantity == Decimal(2)
+    assert position is not None
+    assert position.quantity == Decimal(2)
     assert position.entry_cost == Decimal("50") + Decimal("51") + Decimal("104")
     assert position.fill_count == 3

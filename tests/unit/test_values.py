@@ -15,8 +15,8 @@ from domain.values import (
     Side,
     SignalAction,
     Symbol,
-    TimeInForce,
     Timeframe,
+    TimeInForce,
     decimal_of,
     positive,
 )
@@ -87,7 +87,8 @@ def test_exchange_ids(bad: str) -> None:
 @pytest.mark.parametrize("good", ["BTC", "BTC_JPY", "BTC/USDT", "ETH"])
 def test_symbols(good: str) -> None:
     assert str(Symbol(good)) == good
-    assert Symbol("BTC_JPY").is_gmo_leverage and not Symbol("BTC").is_gmo_leverage
+    assert Symbol("BTC_JPY").is_gmo_leverage
+    assert not Symbol("BTC").is_gmo_leverage
     for bad in ("btc", "BTC-JPY", "", "BTC_JPY_X", "A" * 21):
         with pytest.raises(InvalidValue):
             Symbol(bad)
