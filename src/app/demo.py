@@ -8,6 +8,7 @@ input that must be refused without changing anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -55,9 +56,9 @@ def _fill(
 def scripted_lifecycle(orders: OrderService, now: datetime, run_id: str) -> DemoResult:
     result = DemoResult(run_id=run_id)
 
-    def refused(what: str, action: object) -> None:
+    def refused(what: str, action: Callable[[], object]) -> None:
         try:
-            action() if callable(action) else None
+            action()
         except DomainError as error:
             result.notes.append(f"refused as expected — {what}: {error}")
         else:

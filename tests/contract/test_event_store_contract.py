@@ -107,6 +107,29 @@ class EventStoreContract:
         with pytest.raises(UnknownOrder):
             store.get_order(position.id)
 
+    def test_long_position_history_loads_back_equal_through_snapshots(
+        self, store: EventSourcedStore
+    ) -> None:
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        for n in range(1, 251):
+            side = "BUY" if (n // 7) % 2 == 0 else "SELL"
+            execution = Execution(
+                f"e{n}", side, Decimal(15_000_000 + n), Decimal("0.001"), Decimal("0.5"), T0
+            )
+            position.apply_fill(order_id="o", exchange="gmo", symbol="BTC_JPY", execution=execution)
+            if n % 30 == 0 or n == 250:
+                store.save(position)
+        loaded = store.find_position("gmo", "BTC_JPY")
+        assert loaded == position
+        assert loaded.version == 251
+        assert store.snapshots is not None
+        snapshot_versions = [s.originator_version for s in store.snapshots.get(position.id)]
+        assert snapshot_versions == [100, 200]
+        replayed = None
+        for event in store.events_of(position.id):  # every event, ignoring the snapshots
+            replayed = event.mutate(replayed)
+        assert replayed == position
+
     # ----- concurrency and idempotency ------------------------------------------------------
 
     def test_stale_version_is_a_conflict_and_changes_nothing(

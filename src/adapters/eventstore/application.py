@@ -26,6 +26,9 @@ class EventSourcedStore(Application[UUID]):
     """Orders and positions in one append-only log (tables `ledger_events` / `stored_events`)."""
 
     name = "ledger"
+    # A position gets one event per fill, forever; a snapshot every 100 events keeps loading
+    # it (once per fill) bounded. Orders are short-lived and are always replayed in full.
+    snapshotting_intervals = {Position: 100}
 
     def __init__(self, env: Mapping[str, str]) -> None:
         super().__init__(env=dict(env))

@@ -16,8 +16,16 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Transcoder
 
+from domain.values import Exchange, Symbol, Timeframe
+
 _DECIMAL, _DATETIME, _UUID = "decimal_str", "datetime_iso", "uuid_hex"
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+# Value objects appear in snapshots (an aggregate's whole state), not in events.
+_VALUE_OBJECTS: dict[type, str] = {Exchange: "exchange", Symbol: "symbol", Timeframe: "timeframe"}
+_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 def _default(value: Any) -> Any:
@@ -28,10 +36,9 @@ def _default(value: Any) -> Any:
         if value.tzinfo is None:
             raise TypeError(f"naive datetime {value!r} cannot be stored: times must be aware")
         return {"_type_": _DATETIME, "_data_": value.isoformat()}
-    if isinstance(value, str):  # StrEnum members: store their plain value
-        return str.__str__(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
+    tag = _VALUE_OBJECTS.get(type(value))
+    if tag is not None:
+        return {"_type_": tag, "_data_": value.value}
     raise TypeError(f"cannot store a {type(value).__name__} in an event: {value!r}")
 
 
@@ -46,7 +53,12 @@ def _tag_uuids(value: Any) -> Any:
     return value
 
 
-_DECODERS = {_DECIMAL: Decimal, _DATETIME: datetime.fromisoformat, _UUID: UUID}
+_DECODERS: dict[str, Any] = {
+    _DECIMAL: Decimal,
+    _DATETIME: datetime.fromisoformat,
+    _UUID: UUID,
+    **{tag: kind for kind, tag in _VALUE_OBJECTS.items()},
+}
 
 
 def _untag(value: Any) -> Any:
