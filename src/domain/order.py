@@ -37,7 +37,9 @@ from domain.values import (
     TimeInForce,
     aware,
     identifier,
+    money_context,
     positive,
+    text_of,
 )
 
 # Fixed namespace: order ids are uuid5(namespace, signal id + leg), the same on every machine.
@@ -91,9 +93,10 @@ class Order(Aggregate):
 
         def apply(self, order: Order) -> None:
             order.execution_ids.add(self.execution_id)
-            order.filled_size += self.size
-            order.filled_notional += self.price * self.size
-            order.fees += self.fee
+            with money_context():
+                order.filled_size += self.size
+                order.filled_notional += self.price * self.size
+                order.fees += self.fee
             order.last_fill_at = self.executed_at
             if order.status.is_live:
                 order.status = (
@@ -226,7 +229,7 @@ class Order(Aggregate):
             self.Rejected,
             timestamp=aware("at", at),
             code=identifier("code", code),
-            message=str(message),
+            message=text_of(message),
         )
 
     def fill(self, execution: Execution, *, at: datetime | None = None) -> bool:
@@ -242,7 +245,9 @@ class Order(Aggregate):
                 "fill",
                 f"execution side {execution.side} on a {self.side} order",
             )
-        if self.filled_size + execution.size > self.size:
+        with money_context():
+            overfill = self.filled_size + execution.size > self.size
+        if overfill:
             raise IllegalOrderTransition(
                 self.id,
                 self.status,
@@ -266,7 +271,7 @@ class Order(Aggregate):
             raise IllegalOrderTransition(self.id, self.status, "request_cancel")
         if self.cancel_requested:
             return False
-        self.trigger_event(self.CancelRequested, timestamp=aware("at", at), reason=str(reason))
+        self.trigger_event(self.CancelRequested, timestamp=aware("at", at), reason=text_of(reason))
         return True
 
     def cancel(self, cancel_type: CancelType | str, reason: str = "", *, at: datetime) -> None:
@@ -275,7 +280,7 @@ class Order(Aggregate):
         if not self.status.is_live:
             raise IllegalOrderTransition(self.id, self.status, "cancel")
         self.trigger_event(
-            self.Canceled, timestamp=aware("at", at), cancel_type=kind.value, reason=str(reason)
+            self.Canceled, timestamp=aware("at", at), cancel_type=kind.value, reason=text_of(reason)
         )
 
     def expire(self, reason: str = "", *, at: datetime) -> None:
@@ -286,14 +291,16 @@ class Order(Aggregate):
 
     @property
     def remaining_size(self) -> Decimal:
-        return self.size - self.filled_size
+        with money_context():
+            return self.size - self.filled_size
 
     @property
     def average_price(self) -> Decimal | None:
         """Size-weighted mean of the fill prices (None before the first fill)."""
         if self.filled_size == ZERO:
             return None
-        return self.filled_notional / self.filled_size
+        with money_context():
+            return self.filled_notional / self.filled_size
 
     @property
     def is_terminal(self) -> bool:

@@ -17,20 +17,25 @@ fills moved (−signed size × price − fee, summed) plus the open quantity val
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import FillMismatch
 from domain.models import Execution
-from domain.values import ZERO, Exchange, PositionSide, Side, Symbol, aware, positive
+from domain.values import (
+    ZERO,
+    Exchange,
+    PositionSide,
+    Side,
+    Symbol,
+    aware,
+    money_context,
+    positive,
+)
 
 POSITION_NAMESPACE = UUID("0c7d2a55-8e41-5f3b-a2d6-93e1b4c8f0a7")
-
-# Enough digits that sums and products of DECIMAL(20,8) values are exact; only the
-# proportional release of cost on a partial close is ever rounded (at the 60th digit).
-_PRECISION = 60
 
 
 def position_id_for(exchange: Exchange | str, symbol: Symbol | str) -> UUID:
@@ -112,8 +117,7 @@ class Position(Aggregate):
     # ----- arithmetic (called only from events, so replays compute the same numbers) --------
 
     def _apply_fill(self, side: Side, price: Decimal, size: Decimal, fee: Decimal) -> None:
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
+        with money_context():
             self.fees_paid += fee
             held = abs(self.quantity)
             if self.quantity == ZERO or (self.quantity > ZERO) == (side is Side.BUY):
@@ -159,14 +163,12 @@ class Position(Aggregate):
         """Size-weighted mean entry price of what is open (None when flat)."""
         if self.quantity == ZERO:
             return None
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
+        with money_context():
             return self.entry_cost / abs(self.quantity)
 
     def unrealized_pnl(self, mark: object) -> Decimal:
         """PnL if the open quantity were closed at `mark`, net of the fees already paid on it."""
         mark_price = positive("mark", mark)
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
+        with money_context():
             direction = 1 if self.quantity > ZERO else -1
             return (mark_price * self.size - self.entry_cost) * direction - self.entry_fees

@@ -7,15 +7,20 @@ after the point and 12 before it. Floats are refused outright: `0.1` as a float 
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Self
 
 from domain.errors import InvalidValue
 
 SCALE = 8  # digits after the point in DECIMAL(20,8)
+# Money arithmetic runs at this precision, whatever the caller's decimal context says:
+# sums and products of DECIMAL(20,8) values (up to 40 digits) are then exact, and a replay
+# computes the same numbers as the live aggregate did.
+PRECISION = 60
 INTEGER_DIGITS = 12  # digits before the point in DECIMAL(20,8)
 ZERO = Decimal(0)
 
@@ -231,11 +236,22 @@ def aware(field: str, value: object) -> datetime:
     return value
 
 
+def money_context() -> AbstractContextManager[Context]:
+    """`with money_context():` for every sum, product or ratio of prices, sizes and fees."""
+    return localcontext(prec=PRECISION, rounding=ROUND_HALF_EVEN)
+
+
+def text_of(value: object) -> str:
+    """Free text (exchange messages, reasons) that any store can encode: lone surrogates
+    from a badly decoded reply are kept visibly as `\\udXXX` instead of failing the save."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def identifier(field: str, value: object, max_length: int = 100) -> str:
     """A non-empty id string (signal ids, execution ids, exchange order ids)."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise InvalidValue(field, value, "expected a string id")
-    text = str(value).strip()
+    text = text_of(value).strip()
     if not text or len(text) > max_length:
         raise InvalidValue(field, value, f"must be 1 to {max_length} characters")
     return text

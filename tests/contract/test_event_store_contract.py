@@ -245,6 +245,16 @@ class EventStoreContract:
         assert submitted.timestamp.utcoffset() == timedelta(hours=9)
         assert store.get_order(order.id).filled_notional == Decimal(price) * Decimal(size)
 
+    def test_exchange_text_that_is_not_valid_utf8_is_kept_visibly(
+        self, store: EventSourcedStore
+    ) -> None:
+        # json.loads of a broken exchange reply can yield lone surrogates; orjson cannot
+        # encode them, so the domain keeps them as visible escapes instead of failing the save.
+        order = new_order()
+        order.reject("ERR-5003", "bad \ud800 reply", at=T0)
+        store.save(order)
+        assert store.get_order(order.id).reject_message == "bad \\ud800 reply"
+
     # ----- durability and append-only -------------------------------------------------------
 
     def test_events_survive_reopening_the_store(

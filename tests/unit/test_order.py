@@ -10,7 +10,7 @@ import pytest
 from domain.errors import IllegalOrderTransition, InvalidValue
 from domain.models import Execution
 from domain.order import Order, order_id_for
-from domain.values import CancelType, OrderStatus, TimeInForce
+from domain.values import CancelType, OrderStatus, TimeInForce, money_context
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -91,7 +91,8 @@ def test_partial_then_full_fill_with_weighted_average_price() -> None:
     assert order.status is OrderStatus.FILLED
     # (0.01 × 14,999,000 + 0.02 × 15,000,300) / 0.03 = 449,996 / 0.03 = 14,999,866.67
     assert order.filled_notional == Decimal("449996.000")
-    assert order.average_price == Decimal("449996") / Decimal("0.03")
+    with money_context():
+        assert order.average_price == Decimal("449996") / Decimal("0.03")
     assert order.fees == Decimal(2)
 
 
@@ -162,7 +163,8 @@ def test_late_fill_after_cancel_is_recorded_and_status_stays() -> None:
     assert order.fill(execution("e2", "0.02", "15000300"))
     assert order.status is OrderStatus.CANCELED
     assert order.filled_size == Decimal("0.03")
-    assert order.average_price == (Decimal("150000") + Decimal("300006")) / Decimal("0.03")
+    with money_context():
+        assert order.average_price == (Decimal("150000") + Decimal("300006")) / Decimal("0.03")
     with pytest.raises(IllegalOrderTransition, match="overfill"):
         order.fill(execution("e3", "0.00000001"))
 
