@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     RSI_OVERSOLD: Decimal = Field(default=Decimal(30), ge=0, le=100)
     RSI_OVERBOUGHT: Decimal = Field(default=Decimal(70), ge=0, le=100)
     OHLCV_TIMEFRAMES: Annotated[list[str], NoDecode] = ["1s", "1m", "5m"]
+    # Beyond the seed (additive): the bars the strategy decides on, shorting, Bollinger
+    # parameters, and this process's stable consumer name (its pending entries are its own).
+    STRATEGY_TIMEFRAME: str = "1m"
+    ENABLE_SHORTING: bool = False
+    BB_PERIOD: int = Field(default=20, ge=2)
+    BB_STD_DEV: float = Field(default=2.0, gt=0)
+    CONSUMER_NAME: str = Field(default="engine-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    STRATEGY_BATCH_SIZE: int = Field(default=500, ge=1, le=10_000)
 
     @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
     @classmethod
@@ -69,6 +77,11 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one timeframe is needed")
         return [_domain_value(Timeframe, item) for item in value]
+
+    @field_validator("STRATEGY_TIMEFRAME")
+    @classmethod
+    def _strategy_timeframe(cls, value: str) -> str:
+        return _domain_value(Timeframe, value)
 
     @field_validator("EXCHANGE_NAME")
     @classmethod
@@ -103,6 +116,11 @@ class Settings(BaseSettings):
             raise ValueError("MA_FAST_WINDOW must be smaller than MA_SLOW_WINDOW")
         if self.RSI_OVERSOLD >= self.RSI_OVERBOUGHT:
             raise ValueError("RSI_OVERSOLD must be smaller than RSI_OVERBOUGHT")
+        if self.STRATEGY_TIMEFRAME not in self.OHLCV_TIMEFRAMES:
+            raise ValueError(
+                f"STRATEGY_TIMEFRAME {self.STRATEGY_TIMEFRAME} must be one of OHLCV_TIMEFRAMES "
+                f"({','.join(self.OHLCV_TIMEFRAMES)})"
+            )
         return self
 
 

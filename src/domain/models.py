@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID, uuid5
 
 from domain.errors import InvalidValue
 from domain.values import (
@@ -92,3 +93,22 @@ class Execution:
         # Fees may be negative: GMO pays makers a rebate on some symbols.
         object.__setattr__(self, "fee", decimal_of("fee", self.fee))
         aware("executed_at", self.executed_at)
+
+
+_SIGNAL_NAMESPACE = UUID("3b8e2f4c-9a71-5d26-8c0e-5f7a1d2b9e43")
+
+
+def signal_id_for(strategy: str, parameters: dict[str, Any], bar: OHLCV) -> str:
+    """One id per (strategy and its parameters, exchange, symbol, timeframe, bar).
+
+    A strategy decides at most once per closed bar, so the bar names the decision: the same
+    entries replayed after a crash give the same id, and the store and the stream keep one.
+    The action is deliberately not part of the id: a decision recomputed differently after a
+    restart must not become a second signal for the same bar.
+    """
+    params = ",".join(f"{key}={parameters[key]}" for key in sorted(parameters))
+    key = (
+        f"{strategy}({params})|{bar.exchange}|{bar.symbol}|{bar.timeframe}|"
+        f"{bar.timestamp.isoformat()}"
+    )
+    return str(uuid5(_SIGNAL_NAMESPACE, key))

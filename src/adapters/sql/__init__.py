@@ -1,0 +1,1 @@
+"""SQL storage for the read tables (ohlcv, signals, ...) on PostgreSQL and SQLite."""

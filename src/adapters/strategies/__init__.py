@@ -1,0 +1,1 @@
+"""Strategies: one module each, plus one entry in `registry.py`."""
