@@ -7,6 +7,7 @@ behaviour, one small subclass per adapter that says how to open (and poke at) th
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -330,6 +331,42 @@ class TestPostgresEventStore(EventStoreContract):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(str(schema))))
             conn.execute(statement)  # type: ignore[arg-type]
+
+    def test_a_writer_waits_for_an_earlier_uncommitted_writer(
+        self, store: EventSourcedStore
+    ) -> None:
+        """Notification ids become visible in order: a reader paging the log never skips one.
+
+        Writer A inserts through the store's insert function and keeps its transaction open;
+        writer B's save must wait for A's commit (without the table lock it would commit id 2
+        while id 1 is still invisible).
+        """
+        recorder = store.recorder
+        stored = store.mapper.to_stored_event(new_order().collect_events()[0])
+        held = recorder.construct_pg_stored_event(  # type: ignore[attr-defined]
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=stored.state,
+        )
+        saved = threading.Event()
+        order = new_order()
+
+        def writer_b() -> None:
+            store.save(order)
+            saved.set()
+
+        with recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            cursor.execute(recorder.sql_invoke_pg_function_insert_events, ([held],))  # type: ignore[attr-defined]
+            first_id = cursor.fetchall()[0]
+            thread = threading.Thread(target=writer_b)
+            thread.start()
+            assert not saved.wait(0.5), "writer B committed while writer A was in flight"
+        thread.join(10)
+        assert saved.is_set()
+        log = store.read_log()
+        assert [r.aggregate_id for r in log] == [stored.originator_id, order.id]
+        assert log[-1].position > next(iter(first_id.values()))
 
     def test_truncate_is_refused_too(self, store: EventSourcedStore) -> None:
         store.save(new_order())
