@@ -6,17 +6,38 @@ Everything else receives ports. `DATABASE_URL` picks the event store:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import redis
 
 from adapters.clocks.system import SystemClock
 from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
-from app.config import ConfigError
+from adapters.marketdata.gmo_messages import entry_fields
+from adapters.marketdata.in_process import InProcessLog, InProcessSource
+from adapters.marketdata.redis_streams import RedisStreamsSource
+from adapters.marketdata.stream_writer import publish_trades
+from adapters.marketdata.synthetic import synthetic_trades
+from adapters.marketdata.trade_files import read_gmo_trades
+from adapters.signals.in_process_bus import InProcessSignalPublisher
+from adapters.signals.redis_bus import RedisSignalPublisher
+from adapters.sql.connections import connect_postgres, connect_sqlite
+from adapters.sql.migrations import migrate_postgres, migrate_sqlite
+from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
+from adapters.strategies.registry import UnknownStrategy, create_strategy
+from app.config import ConfigError, Settings
 from app.orders import OrderService
+from app.strategy_loop import StrategyFactory, StrategyLoop
+from domain.errors import InvalidValue
+from domain.market import Trade
+from domain.values import Timeframe
 from ports.clock import Clock
 from ports.event_store import EventStore
 
@@ -57,3 +78,170 @@ def bootstrap(database_url: str, clock: Clock | None = None) -> Engine:
     store = open_event_store(database_url)
     used_clock = clock or SystemClock()
     return Engine(store=store, clock=used_clock, orders=OrderService(store, used_clock))
+
+
+def open_strategy_tables(database_url: str) -> PostgresStrategyTables | SqliteStrategyTables:
+    """The ohlcv / signals tables in the `DATABASE_URL` database, migrated to the latest."""
+    scheme = urlsplit(database_url).scheme
+    if scheme == "sqlite":
+        sqlite_conn = connect_sqlite(sqlite_path(database_url))
+        migrate_sqlite(sqlite_conn)
+        return SqliteStrategyTables(sqlite_conn)
+    if scheme in ("postgresql", "postgres"):
+        pg_conn = connect_postgres(database_url)
+        migrate_postgres(pg_conn)
+        return PostgresStrategyTables(pg_conn)
+    raise ConfigError(
+        f"DATABASE_URL: the bar and signal tables need sqlite:// or postgresql://, not {scheme}://"
+    )
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; returns the versions applied now."""
+    scheme = urlsplit(database_url).scheme
+    if scheme == "sqlite":
+        sqlite_conn = connect_sqlite(sqlite_path(database_url))
+        try:
+            return migrate_sqlite(sqlite_conn)
+        finally:
+            sqlite_conn.close()
+    if scheme in ("postgresql", "postgres"):
+        with connect_postgres(database_url) as pg_conn:
+            return migrate_postgres(pg_conn)
+    raise ConfigError(f"DATABASE_URL: nothing to migrate for {scheme}://")
+
+
+# ----- the Strategy module ------------------------------------------------------------------
+
+STRATEGY_GROUP = "trading-engine-strategy"
+MARKET_STREAMS = ("md:trade", "md:orderbook", "md:ticker")
+
+
+def strategy_parameters(settings: Settings, overrides: dict[str, Any] | None = None) -> dict:
+    """The seed's variables for the chosen strategy, then any explicit overrides."""
+    name = settings.STRATEGY_NAME
+    shorting = settings.ENABLE_SHORTING
+    by_name: dict[str, dict[str, Any]] = {
+        "moving_average_cross": {
+            "fast_window": settings.MA_FAST_WINDOW,
+            "slow_window": settings.MA_SLOW_WINDOW,
+            "allow_short": shorting,
+        },
+        "rsi": {
+            "period": settings.RSI_PERIOD,
+            "oversold": float(settings.RSI_OVERSOLD),
+            "overbought": float(settings.RSI_OVERBOUGHT),
+            "allow_short": shorting,
+        },
+        "bollinger_bands": {
+            "period": settings.BB_PERIOD,
+            "std_dev": settings.BB_STD_DEV,
+            "allow_short": shorting,
+        },
+    }
+    return {**by_name.get(name, {}), **(overrides or {})}
+
+
+def strategy_factory(
+    settings: Settings, overrides: dict[str, Any] | None = None
+) -> StrategyFactory:
+    parameters = strategy_parameters(settings, overrides)
+    try:
+        create_strategy(settings.STRATEGY_NAME, **parameters)  # fail at start, not per symbol
+    except (UnknownStrategy, InvalidValue) as error:
+        raise ConfigError(f"STRATEGY_NAME / strategy parameters: {error}") from None
+    return lambda _exchange, _symbol: create_strategy(settings.STRATEGY_NAME, **parameters)
+
+
+def _reclaim_idle_ms(settings: Settings) -> int:
+    """Entries wait unacknowledged until their longest bar closes: never reclaim them from a
+    live consumer before that (twice the longest timeframe, at least 30 s)."""
+    longest = max(Timeframe(tf).seconds for tf in settings.OHLCV_TIMEFRAMES)
+    return max(30_000, 2 * longest * 1000)
+
+
+def live_strategy_loop(settings: Settings, clock: Clock | None = None) -> tuple[StrategyLoop, Any]:
+    """Redis Streams in, Redis signal stream out, bars and signals in `DATABASE_URL`."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
+    prefix = settings.STREAM_PREFIX
+    source = RedisStreamsSource(
+        client,
+        [prefix + stream for stream in MARKET_STREAMS],
+        group=STRATEGY_GROUP,
+        consumer=settings.CONSUMER_NAME,
+        dead_letter_stream=prefix + "md:dead-letter",
+        reclaim_idle_ms=_reclaim_idle_ms(settings),
+    )
+    tables = open_strategy_tables(settings.DATABASE_URL)
+    loop = StrategyLoop(
+        source,
+        tables,
+        tables,
+        RedisSignalPublisher(client, stream_prefix=prefix + "signal:"),
+        strategy_factory(settings),
+        [Timeframe(tf) for tf in settings.OHLCV_TIMEFRAMES],
+        Timeframe(settings.STRATEGY_TIMEFRAME),
+        clock or SystemClock(),
+        batch_size=settings.STRATEGY_BATCH_SIZE,
+        tick_grace=timedelta(seconds=settings.BAR_CLOSE_GRACE_SECONDS),
+    )
+
+    def close() -> None:
+        tables.close()
+        client.close()
+
+    return loop, close
+
+
+def simulated_strategy_loop(
+    settings: Settings,
+    trades: Iterable[Trade],
+    overrides: dict[str, Any] | None = None,
+) -> tuple[StrategyLoop, InProcessLog, Any]:
+    """The same loop over the in-process log (no servers): trades go in as `md:trade` entries
+    in GMO's format, so they are validated exactly as live entries are."""
+    log = InProcessLog()
+    for trade in trades:
+        log.append("md:trade", entry_fields(trade))
+    source = InProcessSource(
+        log, list(MARKET_STREAMS), STRATEGY_GROUP, settings.CONSUMER_NAME, "md:dead-letter"
+    )
+    tables = open_strategy_tables(settings.DATABASE_URL)
+    loop = StrategyLoop(
+        source,
+        tables,
+        tables,
+        InProcessSignalPublisher(log),
+        strategy_factory(settings, overrides),
+        [Timeframe(tf) for tf in settings.OHLCV_TIMEFRAMES],
+        Timeframe(settings.STRATEGY_TIMEFRAME),
+        SystemClock(),
+        batch_size=settings.STRATEGY_BATCH_SIZE,
+        block_ms=0,
+        tick_grace=None,  # replayed time is the trades' own: bars close on later trades
+        keep_signals=True,
+    )
+    return loop, log, tables.close
+
+
+def trades_from(file: Path | None, synthetic: int | None, seed: int, start: datetime | None):
+    """Trades from a GMO trades file, or a seeded synthetic market."""
+    if file is not None:
+        return read_gmo_trades(file)
+    return synthetic_trades(
+        start=start or datetime.now(UTC).replace(microsecond=0), seed=seed, count=synthetic or 0
+    )
+
+
+def publish_to_redis(settings: Settings, trades: Iterable[Trade], speed: float, progress) -> int:
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
+    try:
+        return publish_trades(
+            client,
+            trades,
+            stream=settings.STREAM_PREFIX + "md:trade",
+            speed=speed,
+            progress=progress,
+        )
+    finally:
+        client.close()

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     BB_STD_DEV: float = Field(default=2.0, gt=0)
     CONSUMER_NAME: str = Field(default="engine-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     STRATEGY_BATCH_SIZE: int = Field(default=500, ge=1, le=10_000)
+    # A bar also closes when the wall clock passes its end plus this grace (exchange and
+    # network latency); a trade arriving later than that is counted as late.
+    BAR_CLOSE_GRACE_SECONDS: float = Field(default=2.0, ge=0)
+    # Prepended to every stream name (md:trade, signal:gmo, ...): lets tests and parallel
+    # paper-trading runs share one Redis without seeing each other's entries.
+    STREAM_PREFIX: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
 
     @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
     @classmethod

@@ -82,6 +82,7 @@ class StrategyLoop:
         self._symbols: dict[tuple[Exchange, Symbol], _SymbolState] = {}
         self._pending: list[MarketEntry] = []  # delivered, in open bars, not yet acknowledged
         self._started = False
+        self._latest_trade_at: datetime | None = None
 
     # ----- life cycle -----------------------------------------------------------------------
 
@@ -119,6 +120,18 @@ class StrategyLoop:
             self.step()
         return self.stats
 
+    def run_to_end(self) -> StrategyStats:
+        """A finite replay: read until the source is empty, then close every open bar (the
+        market's time has moved past them once the data ends) and act on them."""
+        if not self._started:
+            self.start()
+        while self.step():
+            pass
+        if self._latest_trade_at is not None:
+            longest = max(tf.seconds for tf in self.timeframes)
+            self.flush(self._latest_trade_at + timedelta(seconds=longest))
+        return self.stats
+
     def flush(self, now: datetime) -> None:
         """Close every bar that `now` has passed (end of a replay) and act on them."""
         closed = [bar for state in self._symbols.values() for bar in state.bars.tick(now)]
@@ -138,6 +151,8 @@ class StrategyLoop:
                 settled.append(entry)
                 continue
             self.stats.trades += 1
+            if self._latest_trade_at is None or event.timestamp > self._latest_trade_at:
+                self._latest_trade_at = event.timestamp
             state = self._symbols.get((event.exchange, event.symbol)) or self._open_symbol(
                 event.exchange, event.symbol, resume_before=None
             )

@@ -65,6 +65,10 @@ class Signal:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signal_id", identifier("signal_id", self.signal_id))
+        if not isinstance(self.exchange, Exchange):
+            object.__setattr__(self, "exchange", Exchange(self.exchange))
+        if not isinstance(self.symbol, Symbol):
+            object.__setattr__(self, "symbol", Symbol(self.symbol))
         object.__setattr__(self, "action", SignalAction.parse(self.action))
         confidence = decimal_of("confidence", self.confidence)
         if not ZERO <= confidence <= 1:

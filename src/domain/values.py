@@ -204,12 +204,16 @@ def decimal_of(field: str, value: object) -> Decimal:
         raise InvalidValue(field, value, "must be finite")
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
-    if exponent < -SCALE and number != number.quantize(Decimal(1).scaleb(-SCALE)):
-        raise InvalidValue(field, value, f"more than {SCALE} decimal places")
+    # integer digits first: quantizing a 30-digit number would overflow the context
     if number.adjusted() >= INTEGER_DIGITS:
         raise InvalidValue(field, value, f"more than {INTEGER_DIGITS} integer digits")
+    with money_context():
+        finer = exponent < -SCALE and number != number.quantize(Decimal(1).scaleb(-SCALE))
+    if finer:
+        raise InvalidValue(field, value, f"more than {SCALE} decimal places")
     if exponent < -SCALE:  # e.g. 1.500000000 is exact at 8 places: keep it at 8
-        number = number.quantize(Decimal(1).scaleb(-SCALE))
+        with money_context():
+            number = number.quantize(Decimal(1).scaleb(-SCALE))
     return number
 
 

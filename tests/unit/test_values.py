@@ -52,6 +52,7 @@ def test_enum_parsing_is_forgiving_about_case_and_spaces_only() -> None:
         ("1.123456789", "more than 8 decimal places"),
         (Decimal("0.000000001"), "more than 8 decimal places"),
         ("1000000000000", "more than 12 integer digits"),
+        ("1" * 30 + ".123456789", "more than 12 integer digits"),
         (0.1, "floats are inexact"),
         ("NaN", "must be finite"),
         ("Infinity", "must be finite"),

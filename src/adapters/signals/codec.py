@@ -1,0 +1,176 @@
+"""A Signal as one JSON document on `signal:{exchange}`, and back, exactly.
+
+The document carries the seed's Signal fields plus the stable `signal_id`:
+
+    {"signal_id": "...", "exchange": "gmo", "symbol": "BTC_JPY", "strategy": "ma_cross",
+     "action": "enter_long", "confidence": "0.75", "price_ref": "15000000.5",
+     "indicators": {"sma_fast": 15000010.25, "sma_slow": null}, "meta": {...},
+     "timestamp": "2026-03-01T09:01:00+00:00"}
+
+`confidence` and `price_ref` are decimal strings (`str(Decimal)`, so `0.010` stays `0.010`),
+and `timestamp` is ISO-8601 with its offset (kept as given, microseconds included): both come
+back identical. Indicators and meta are JSON objects: floats (shortest round-trip form), ints,
+strings, None, lists and objects come back as they went; a Decimal inside them is written as
+its string and comes back as that string; a datetime inside them comes back as its ISO text;
+NaN and infinities become null (JSON has no such numbers).
+
+A stream entry holds two fields: `signal_id` (to see the id without parsing) and `payload`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from domain.errors import InvalidValue
+from domain.models import Signal
+from domain.values import Exchange, Symbol
+
+_REQUIRED = (
+    "signal_id",
+    "exchange",
+    "symbol",
+    "strategy",
+    "action",
+    "confidence",
+    "price_ref",
+    "timestamp",
+)
+
+
+class MalformedSignal(ValueError):
+    """A document or entry that cannot be a Signal. `reason` is `<kind>: <detail>`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(":", 1)[0].strip()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy scalars (np.int64, np.float32, ...)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot encode {type(value).__name__} in a signal: {value!r:.80}")
+
+
+def signal_to_json(signal: Signal) -> str:
+    document = {
+        "signal_id": signal.signal_id,
+        "exchange": str(signal.exchange),
+        "symbol": str(signal.symbol),
+        "strategy": signal.strategy,
+        "action": signal.action.value,
+        "confidence": str(signal.confidence),
+        "price_ref": str(signal.price_ref),
+        "indicators": signal.indicators,
+        "meta": signal.meta,
+        "timestamp": signal.timestamp.isoformat(),
+    }
+    return orjson.dumps(document, default=_default).decode("utf-8")
+
+
+def signal_from_json(text: str | bytes) -> Signal:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise MalformedSignal(f"bad-json: not JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise MalformedSignal(f"bad-json: a JSON {type(document).__name__}, not an object")
+    for name in _REQUIRED:
+        if document.get(name) is None:
+            raise MalformedSignal(f"missing-field: the signal has no {name!r}")
+    for name in ("exchange", "symbol", "strategy", "action", "confidence", "price_ref"):
+        if not isinstance(document[name], str) or not document[name]:
+            raise MalformedSignal(
+                f"invalid-value: {name} must be a non-empty string, got {document[name]!r:.80}"
+            )
+    indicators = document.get("indicators", {})
+    meta = document.get("meta", {})
+    for name, value in (("indicators", indicators), ("meta", meta)):
+        if not isinstance(value, dict):
+            raise MalformedSignal(f"invalid-value: {name} must be an object, got {value!r:.80}")
+    try:
+        return Signal(
+            signal_id=document["signal_id"],
+            exchange=Exchange(document["exchange"]),
+            symbol=Symbol(document["symbol"]),
+            strategy=document["strategy"],
+            action=document["action"],
+            confidence=document["confidence"],
+            price_ref=document["price_ref"],
+            timestamp=_timestamp(document["timestamp"]),
+            indicators=indicators,
+            meta=meta,
+        )
+    except InvalidValue as error:
+        raise MalformedSignal(f"invalid-value: {error}") from None
+    except ArithmeticError as error:  # decimal.InvalidOperation on absurdly long numbers
+        raise MalformedSignal(
+            f"invalid-value: a number the domain cannot hold ({error!r})"
+        ) from None
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise MalformedSignal(f"bad-timestamp: {value!r:.80} is not an ISO-8601 string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedSignal(f"bad-timestamp: {value!r:.80} is not ISO-8601") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise MalformedSignal(f"bad-timestamp: {value!r:.80} has no UTC offset")
+    return moment
+
+
+# ----- stream entries -----------------------------------------------------------------------
+
+
+def signal_entry_fields(signal: Signal) -> dict[str, str]:
+    """The fields of the stream entry that carries `signal`."""
+    return {"signal_id": signal.signal_id, "payload": signal_to_json(signal)}
+
+
+def parse_signal_entry(fields: Mapping[Any, Any], exchange: Exchange | str) -> Signal:
+    """The Signal an entry of `signal:{exchange}` carries; `MalformedSignal` otherwise.
+
+    The entry's `signal_id` must match the document's, and the signal must be for the
+    stream's exchange: either mismatch means a writer bug, and acting on it would be wrong.
+    """
+    decoded = {_text("field name", k): _text(f"field {k!r}", v) for k, v in fields.items()}
+    payload = decoded.get("payload")
+    if payload is None:
+        raise MalformedSignal("missing-payload: the entry has no payload field")
+    entry_id = decoded.get("signal_id")
+    if entry_id is None:
+        raise MalformedSignal("missing-signal-id: the entry has no signal_id field")
+    signal = signal_from_json(payload)
+    if signal.signal_id != entry_id.strip():
+        raise MalformedSignal(
+            f"signal-id-mismatch: entry says {entry_id!r}, payload says {signal.signal_id!r}"
+        )
+    if str(signal.exchange) != str(exchange):
+        raise MalformedSignal(
+            f"wrong-exchange: a signal for {signal.exchange} on the {exchange} stream"
+        )
+    return signal
+
+
+def _text(what: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MalformedSignal(f"bad-encoding: {what} is not UTF-8 ({error})") from None
+    raise MalformedSignal(f"bad-entry: {what} is a {type(value).__name__}, not text")

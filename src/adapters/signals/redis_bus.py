@@ -1,0 +1,119 @@
+"""Signals on the Redis stream `signal:{exchange}`: published exactly once per signal id, read
+by the execution module in its consumer group.
+
+Publishing runs one Lua script, so the dedupe mark and the entry are written together: a
+strategy that publishes the same decision again after a crash (it cannot know whether the
+first attempt got there) adds nothing. The mark `{stream}:published:{signal_id}` expires after
+`dedupe_ttl_s` (7 days by default); a signal is never re-published that late. The script adds
+the entry before setting the mark, so an XADD that fails (say, the key holds another type)
+leaves no mark behind and the signal can still be published once the cause is fixed.
+
+The subscriber shares the market-data source's consumer-group logic: a malformed entry goes
+to `{stream}:dead-letter` with its reason, is acknowledged and counted in `stats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from adapters.marketdata.in_process import Delivered, StreamGroupReader
+from adapters.marketdata.redis_streams import RedisGroupTransport
+from adapters.signals.codec import MalformedSignal, parse_signal_entry, signal_entry_fields
+from domain.models import Signal
+from domain.values import Exchange
+from ports.market_data import SourceStats
+from ports.signal_bus import SignalEntry
+
+EXECUTION_GROUP = "trading-engine-execution"
+
+_PUBLISH_ONCE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', 'signal_id', ARGV[1], 'payload', ARGV[2])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+return 1
+"""
+
+
+def signal_stream(exchange: Exchange | str, stream_prefix: str = "signal:") -> str:
+    return f"{stream_prefix}{Exchange(str(exchange))}"
+
+
+def dedupe_key(stream: str, signal_id: str) -> str:
+    return f"{stream}:published:{signal_id}"
+
+
+class RedisSignalPublisher:
+    """`SignalPublisher` on `signal:{exchange}`; `publish` is True only when it added."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream_prefix: str = "signal:",
+        dedupe_ttl_s: int = 7 * 86400,
+    ) -> None:
+        if dedupe_ttl_s < 1:
+            raise ValueError(f"dedupe_ttl_s must be at least 1 second, got {dedupe_ttl_s}")
+        self.client, self.stream_prefix, self.dedupe_ttl_s = client, stream_prefix, dedupe_ttl_s
+        self._script = client.register_script(_PUBLISH_ONCE)
+
+    def publish(self, signal: Signal) -> bool:
+        stream = signal_stream(signal.exchange, self.stream_prefix)
+        fields = signal_entry_fields(signal)
+        added = self._script(
+            keys=[stream, dedupe_key(stream, signal.signal_id)],
+            args=[fields["signal_id"], fields["payload"], self.dedupe_ttl_s],
+        )
+        return int(added) == 1
+
+
+def signal_entry(delivered: Delivered[Signal]) -> SignalEntry:
+    return SignalEntry(delivered.entry_id, delivered.value)
+
+
+class RedisSignalSubscriber:
+    """`SignalSubscriber` on `signal:{exchange}` in the execution module's consumer group."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        exchange: Exchange | str,
+        *,
+        group: str = EXECUTION_GROUP,
+        consumer: str,
+        stream_prefix: str = "signal:",
+        reclaim_idle_ms: int = 30_000,
+    ) -> None:
+        self.client = client
+        self.exchange = Exchange(str(exchange))
+        self.stream = signal_stream(self.exchange, stream_prefix)
+        self.dead_letter_stream = f"{self.stream}:dead-letter"
+        transport = RedisGroupTransport(
+            client, [self.stream], group, consumer, self.dead_letter_stream, reclaim_idle_ms
+        )
+        self._reader: StreamGroupReader[Signal] = StreamGroupReader(
+            transport, self._parse, MalformedSignal
+        )
+
+    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> Signal:
+        return parse_signal_entry(fields, self.exchange)
+
+    def recover(self) -> list[SignalEntry]:
+        return [signal_entry(d) for d in self._reader.recover()]
+
+    def read(self, max_count: int, block_ms: int) -> list[SignalEntry]:
+        return [signal_entry(d) for d in self._reader.read(max_count, block_ms)]
+
+    def ack(self, entries: Sequence[SignalEntry]) -> None:
+        self._reader.ack((self.stream, e.entry_id) for e in entries)
+
+    @property
+    def stats(self) -> SourceStats:
+        return self._reader.stats
+
+    def close(self) -> None:
+        self._reader.close()
