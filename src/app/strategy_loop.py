@@ -82,7 +82,6 @@ class StrategyLoop:
         self._symbols: dict[tuple[Exchange, Symbol], _SymbolState] = {}
         self._pending: list[MarketEntry] = []  # delivered, in open bars, not yet acknowledged
         self._started = False
-        self._latest_trade_at: datetime | None = None
 
     # ----- life cycle -----------------------------------------------------------------------
 
@@ -121,15 +120,15 @@ class StrategyLoop:
         return self.stats
 
     def run_to_end(self) -> StrategyStats:
-        """A finite replay: read until the source is empty, then close every open bar (the
-        market's time has moved past them once the data ends) and act on them."""
+        """A finite replay: read until the source is empty, then close the bars still open
+        (the data ends there; no flat bars are invented past it) and act on them."""
         if not self._started:
             self.start()
         while self.step():
             pass
-        if self._latest_trade_at is not None:
-            longest = max(tf.seconds for tf in self.timeframes)
-            self.flush(self._latest_trade_at + timedelta(seconds=longest))
+        closed = [bar for state in self._symbols.values() for bar in state.bars.close()]
+        self._store_and_decide(closed)
+        self._ack_settled([])
         return self.stats
 
     def flush(self, now: datetime) -> None:
@@ -151,15 +150,19 @@ class StrategyLoop:
                 settled.append(entry)
                 continue
             self.stats.trades += 1
-            if self._latest_trade_at is None or event.timestamp > self._latest_trade_at:
-                self._latest_trade_at = event.timestamp
             state = self._symbols.get((event.exchange, event.symbol)) or self._open_symbol(
                 event.exchange, event.symbol, resume_before=None
             )
             update = state.bars.add(event)
             if update.late:
                 self.stats.late_trades += 1
-                log.warning("late trade ignored (its bar is closed): %s %s", entry.entry_id, event)
+                log.warning(
+                    "late trade counted, not merged (its bar is closed): %s %s %s at %s",
+                    entry.entry_id,
+                    event.symbol,
+                    event.price,
+                    event.timestamp,
+                )
                 settled.append(entry)
                 continue
             closed.extend(update.closed)

@@ -115,6 +115,10 @@ class BarBuilder:
             closed.extend(self._flat_bars(until=bucket_start(now, self.timeframe)))
         return tuple(closed)
 
+    def close(self) -> tuple[OHLCV, ...]:
+        """The data ends here (end of a replay): close the open bar, invent nothing after it."""
+        return (self._close_open_bar(),) if self._open is not None else ()
+
     def _close_open_bar(self) -> OHLCV:
         bar = self._open
         assert bar is not None
@@ -161,6 +165,9 @@ class MultiTimeframeBars:
 
     def tick(self, now: datetime) -> tuple[OHLCV, ...]:
         return tuple(bar for builder in self.builders.values() for bar in builder.tick(now))
+
+    def close(self) -> tuple[OHLCV, ...]:
+        return tuple(bar for builder in self.builders.values() for bar in builder.close())
 
     @property
     def closed_until(self) -> datetime | None:
