@@ -35,10 +35,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KILLS = 6
 # Trades a day ahead: the wall clock never closes their bars, so the result cannot depend on
 # how long the kills and restarts take.
-TRADES = list(
-    synthetic_trades(start=(datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0), seed=5,
-                     count=15000)
-)  # fmt: skip
+START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+TRADES = list(synthetic_trades(start=START, seed=5, count=15000))
 SETTINGS = {
     "OHLCV_TIMEFRAMES": "1m,5m",
     "STRATEGY_TIMEFRAME": "1m",
@@ -124,9 +122,12 @@ def test_sigkill_many_times_loses_and_doubles_nothing(
     final_stats = orjson.loads(out.strip().splitlines()[-1])
 
     # the reference: the same entries, never interrupted, in-process with SQLite
-    settings = load_settings(DATABASE_URL=f"sqlite:///{tmp_path}/ref.sqlite3", **{
-        k: v for k, v in SETTINGS.items() if k not in ("OHLCV_TIMEFRAMES",)
-    }, OHLCV_TIMEFRAMES=SETTINGS["OHLCV_TIMEFRAMES"].split(","))  # fmt: skip
+    overrides = {k: v for k, v in SETTINGS.items() if k != "OHLCV_TIMEFRAMES"}
+    settings = load_settings(
+        DATABASE_URL=f"sqlite:///{tmp_path}/ref.sqlite3",
+        OHLCV_TIMEFRAMES=SETTINGS["OHLCV_TIMEFRAMES"].split(","),
+        **overrides,
+    )
     loop, _log, close = simulated_strategy_loop(settings, TRADES)
     loop.start()
     while loop.step():
