@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -180,7 +182,14 @@ def simulate(
     seed: SeedOption = 7,
     database_url: DatabaseOption = None,
 ) -> None:
-    """The Strategy module on the embedded default: in-process stream, SQLite, no servers."""
+    """The Strategy module on the embedded default: in-process stream, SQLite, no servers.
+
+    Without --database-url or DATABASE_URL each run gets its own SQLite file under
+    data/simulations/, so a second run does not find the first one's bars (to which its
+    trades would be late)."""
+    if database_url is None and "DATABASE_URL" not in os.environ:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        database_url = f"sqlite:///data/simulations/sim-{stamp}-{uuid.uuid4().hex[:6]}.sqlite3"
     settings = _settings(database_url)
     if file is None and synthetic is None:
         file = SAMPLE_TRADES
@@ -194,7 +203,8 @@ def simulate(
         f"[bold]simulate[/bold] {settings.STRATEGY_NAME} on {data} → {settings.DATABASE_URL}"
     )
     console.print(
-        f"entries {stats.entries}, trades {stats.trades}, late {stats.late_trades}, "
+        f"entries {stats.entries}, trades {stats.trades}, "
+        f"late {stats.late_trades} (bars already closed or stored), "
         f"bars closed {stats.bars_closed} ({', '.join(settings.OHLCV_TIMEFRAMES)}), "
         f"signals {len(stats.signals)} (new in the table: {stats.signals_new}, "
         f"stored by an earlier run: {stats.signals_seen_before}), "
