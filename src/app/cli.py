@@ -193,7 +193,12 @@ def simulate(
     settings = _settings(database_url)
     if file is None and synthetic is None:
         file = SAMPLE_TRADES
-    loop, log, close = simulated_strategy_loop(settings, trades_from(file, synthetic, seed, None))
+    try:
+        loop, log, close = simulated_strategy_loop(
+            settings, trades_from(file, synthetic, seed, None)
+        )
+    except ConfigError as error:
+        raise _fail(str(error)) from None
     try:
         stats = loop.run_to_end()
     finally:
