@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import orjson
+import psycopg
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -142,11 +144,16 @@ def run() -> None:
         loop, close = live_strategy_loop(settings)
     except ConfigError as error:
         raise _fail(str(error)) from None
+    except (RedisError, OSError, psycopg.Error) as error:
+        raise _fail(f"cannot start: {error}", code=1) from None
     try:
         with stop_on_signals() as should_stop:
             recovered = loop.start()
             log.info("strategy loop started (%d pending entries recovered)", recovered)
             stats = loop.run(should_stop)
+    except (RedisError, psycopg.Error) as error:
+        # Nothing is lost: unacknowledged entries are recovered at the next start.
+        raise _fail(f"stopped on a server error (restart to resume): {error}", code=1) from None
     finally:
         close()
     log.info("stopped cleanly: %s", stats)
@@ -166,12 +173,18 @@ def replay(
     settings = _settings(None)
     if (file is None) == (synthetic is None):
         raise _fail("give exactly one of --file or --synthetic")
-    trades = trades_from(file, synthetic, seed, None)
-    with Progress(console=Console(stderr=True)) as progress:
-        task = progress.add_task("publishing", total=synthetic)
-        written = publish_to_redis(
-            settings, trades, speed, lambda n: progress.update(task, completed=n)
-        )
+    try:
+        trades = trades_from(file, synthetic, seed, None)
+        with Progress(console=Console(stderr=True)) as progress:
+            task = progress.add_task("publishing", total=synthetic)
+            written = publish_to_redis(
+                settings, trades, speed, lambda n: progress.update(task, completed=n)
+            )
+    except RedisError as error:
+        raise _fail(f"replay: Redis at {settings.REDIS_URL} failed: {error}") from None
+    except (OSError, ValueError) as error:
+        raise _fail(f"replay: {error}") from None
+
     console.print(f"published {written} trades to {settings.STREAM_PREFIX}md:trade")
 
 
