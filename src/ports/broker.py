@@ -1,0 +1,130 @@
+"""The broker port: what the execution module needs from an exchange (GMO, ccxt, simulated).
+
+Errors are typed by what the engine must do about them, not by where they came from:
+`OrderRejected` (final: record REJECTED), `RetryLater` (back off and retry), `TradingPaused`
+(maintenance / pre-open: stop sending, retry later), `BrokerFatal` (auth or a bug: stop and
+alert), `OrderNotFound`, and `PlacementUnknown` (the request may or may not have reached the
+exchange: never re-send blindly; reconcile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order to place. `client_order_id` is ours (the engine's order id)."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    size: Decimal
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    # GMO leverage symbols: OPEN opens a position, CLOSE settles existing ones (closeBulkOrder)
+    settle: str = "OPEN"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeOrder:
+    exchange_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    size: Decimal
+    price: Decimal | None
+    status: OrderStatus  # already mapped to the engine's statuses
+    executed_size: Decimal
+    timestamp: datetime
+    cancel_type: CancelType | None = None
+    cancel_pending: bool = False  # GMO's CANCELLING
+    raw_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeExecution:
+    execution_id: str
+    exchange_order_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    amount: Decimal
+    available: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangePosition:
+    position_id: str
+    symbol: str
+    side: Side
+    size: Decimal
+    price: Decimal
+
+
+class BrokerError(Exception):
+    def __init__(self, message: str, code: str = "", exchange: str = "") -> None:
+        self.code, self.message, self.exchange = code, message, exchange
+        super().__init__(f"{exchange} {code}: {message}".strip() if code else message)
+
+
+class OrderRejected(BrokerError):
+    """The exchange refused the order (funds, size, precision, ...): final."""
+
+
+class RetryLater(BrokerError):
+    """Busy, rate-limited, or a transient server error: back off and retry."""
+
+
+class TradingPaused(BrokerError):
+    """Maintenance or pre-open: stop sending orders until the exchange is open again."""
+
+
+class BrokerFatal(BrokerError):
+    """Authentication, signature or a request the engine should never send: stop, alert."""
+
+
+class OrderNotFound(BrokerError):
+    """The exchange does not know this order id (now)."""
+
+
+class PlacementUnknown(BrokerError):
+    """The placement timed out or the connection dropped: it may exist. Look it up; never
+    re-send blindly."""
+
+
+class Broker(Protocol):
+    name: str
+
+    def place_order(self, request: OrderRequest) -> str:
+        """Send the order; returns the exchange's order id."""
+        ...
+
+    def cancel_order(self, exchange_order_id: str) -> None: ...
+
+    def fetch_order(self, exchange_order_id: str) -> ExchangeOrder: ...
+
+    def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]: ...
+
+    def open_orders(self, symbol: str) -> Sequence[ExchangeOrder]: ...
+
+    def recent_executions(self, symbol: str) -> Sequence[ExchangeExecution]: ...
+
+    def balances(self) -> Sequence[Balance]: ...
+
+    def positions(self, symbol: str) -> Sequence[ExchangePosition]: ...
