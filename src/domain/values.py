@@ -124,6 +124,7 @@ class CancelType(_ParsedEnum):
     SOK_TAKER = "SOK_TAKER"
     EXPIRATION = "EXPIRATION"
     EXCHANGE = "EXCHANGE"
+    LOST = "LOST"  # the exchange kept saying it does not know the order
 
 
 _EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")

@@ -47,6 +47,7 @@ class ExchangeOrder:
     cancel_type: CancelType | None = None
     cancel_pending: bool = False  # GMO's CANCELLING
     raw_status: str = ""
+    client_order_id: str = ""  # ours, where the exchange keeps it (ccxt, simulated; not GMO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,28 +104,51 @@ class OrderNotFound(BrokerError):
     """The exchange does not know this order id (now)."""
 
 
+class OrderNotCancelable(BrokerError):
+    """The order is in a state the exchange will not cancel (already done, or changing): re-read
+    it (GMO ERR-5122)."""
+
+
 class PlacementUnknown(BrokerError):
     """The placement timed out or the connection dropped: it may exist. Look it up; never
     re-send blindly."""
 
 
 class Broker(Protocol):
+    """One exchange account. Every method may raise `RetryLater`, `TradingPaused` or
+    `BrokerFatal`; reads retry transient failures themselves before raising `RetryLater`."""
+
     name: str
 
     def place_order(self, request: OrderRequest) -> str:
-        """Send the order; returns the exchange's order id."""
+        """Send the order once; returns the exchange's order id. Raises `OrderRejected` (final,
+        with the exchange's code), or `PlacementUnknown` when it cannot tell whether the order
+        exists; it never sends the same request twice."""
         ...
 
-    def cancel_order(self, exchange_order_id: str) -> None: ...
+    def cancel_order(self, exchange_order_id: str) -> None:
+        """Ask for a cancel; the order's end is seen by `fetch_order`. Raises `OrderNotFound`
+        or `OrderNotCancelable`."""
+        ...
 
-    def fetch_order(self, exchange_order_id: str) -> ExchangeOrder: ...
+    def fetch_order(self, exchange_order_id: str) -> ExchangeOrder:
+        """The order as the exchange sees it now. Raises `OrderNotFound`."""
+        ...
 
-    def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]: ...
+    def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]:
+        """Every execution of the order so far, oldest first (empty if none)."""
+        ...
 
-    def open_orders(self, symbol: str) -> Sequence[ExchangeOrder]: ...
+    def open_orders(self, symbol: str) -> Sequence[ExchangeOrder]:
+        """The account's live orders on `symbol` (all pages)."""
+        ...
 
-    def recent_executions(self, symbol: str) -> Sequence[ExchangeExecution]: ...
+    def recent_executions(self, symbol: str) -> Sequence[ExchangeExecution]:
+        """The account's latest executions on `symbol`, for reconciliation."""
+        ...
 
     def balances(self) -> Sequence[Balance]: ...
 
-    def positions(self, symbol: str) -> Sequence[ExchangePosition]: ...
+    def positions(self, symbol: str) -> Sequence[ExchangePosition]:
+        """Open margin positions on `symbol` (empty on spot)."""
+        ...

@@ -1,0 +1,1 @@
+"""Test support: stand-in exchanges and the harnesses the broker contract suite drives."""
