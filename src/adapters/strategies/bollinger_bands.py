@@ -5,10 +5,9 @@ A touch is the close reaching the band after being inside it, so one excursion i
 
 from __future__ import annotations
 
-from domain.indicators import BollingerBands
-
 from adapters.strategies.base import BarStrategy
 from domain.errors import InvalidValue
+from domain.indicators import BollingerBands
 from domain.models import OHLCV, Signal
 from domain.values import SignalAction
 

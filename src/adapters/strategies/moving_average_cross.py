@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from domain.indicators import SMA
-
 from adapters.strategies.base import BarStrategy
 from domain.errors import InvalidValue
+from domain.indicators import SMA
 from domain.models import OHLCV, Signal
 from domain.values import SignalAction
 

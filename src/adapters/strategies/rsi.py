@@ -6,10 +6,9 @@ is one decision, not one per bar.
 
 from __future__ import annotations
 
-from domain.indicators import RSI
-
 from adapters.strategies.base import BarStrategy
 from domain.errors import InvalidValue
+from domain.indicators import RSI
 from domain.models import OHLCV, Signal
 from domain.values import SignalAction
 

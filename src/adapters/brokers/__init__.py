@@ -1,0 +1,1 @@
+"""Broker adapters: exchange accounts behind the `ports.broker.Broker` protocol."""

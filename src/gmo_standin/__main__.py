@@ -1,0 +1,34 @@
+"""`python -m gmo_standin`: serve the stand-in until Ctrl-C, for manual poking and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from gmo_standin.server import GmoStandIn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gmo_standin", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--api-key", default="standin-key")
+    parser.add_argument("--api-secret", default="standin-secret")
+    parser.add_argument(
+        "--rate-limit", type=int, default=20, help="requests/s per GET and POST budget; 0 = off"
+    )
+    args = parser.parse_args(argv)
+    standin = GmoStandIn(api_key=args.api_key, api_secret=args.api_secret, host=args.host)
+    standin.rate_limit_per_second = args.rate_limit or None
+    base_url = standin.start(port=args.port)
+    print(base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()
