@@ -9,7 +9,7 @@ exchange: never re-send blindly; reconcile).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ class ExchangeOrder:
     cancel_pending: bool = False  # GMO's CANCELLING
     raw_status: str = ""
     client_order_id: str = ""  # ours, where the exchange keeps it (ccxt, simulated; not GMO)
+    settle: str = ""  # GMO leverage symbols: OPEN or CLOSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class ExchangeExecution:
     size: Decimal
     fee: Decimal
     timestamp: datetime
+    settle: str = ""  # GMO leverage symbols: OPEN or CLOSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,14 @@ class Broker(Protocol):
         """Send the order once; returns the exchange's order id. Raises `OrderRejected` (final,
         with the exchange's code), or `PlacementUnknown` when it cannot tell whether the order
         exists; it never sends the same request twice."""
+        ...
+
+    def find_order(
+        self, request: OrderRequest, placed_after: datetime, exclude: Collection[str] = ()
+    ) -> ExchangeOrder | None:
+        """The order `request` created, if the exchange has it (by client order id where the
+        exchange keeps one, else by matching its terms among orders placed after
+        `placed_after`, skipping the ids in `exclude`). `None` if absent or ambiguous."""
         ...
 
     def cancel_order(self, exchange_order_id: str) -> None:

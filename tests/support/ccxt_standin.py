@@ -95,13 +95,9 @@ class StandinServer:
             self.requests.append(seen)
 
     def placements(self) -> int:
-        """POST /order requests the exchange saw (a connection dropped before it read the
-        order does not count: the exchange never saw it)."""
-        return sum(
-            1
-            for r in self.requests
-            if r.method == "POST" and r.path == "/api/v3/order" and r.fault != "drop_before_accept"
-        )
+        """Orders the exchange created (a request refused, or dropped before the exchange read
+        it, created none)."""
+        return len(self.book.orders)
 
     def stall(self) -> None:
         """Hold a handler thread past the client's timeout; `close` wakes it early."""

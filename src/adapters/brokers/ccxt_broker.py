@@ -16,7 +16,7 @@ What the engine needs from this adapter and ccxt does not give by itself:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -213,14 +213,21 @@ class CcxtBroker:
         # Markets load before the order is sent, so a failure there is plainly retryable.
         self._read(self._exchange.load_markets)
         kind, price, params = self._order_arguments(request)
-        try:
-            raw = self._exchange.create_order(
-                symbol, kind, request.side.value.lower(), plain(request.size), price, params
-            )
-        except ccxt.BaseError as error:
-            if is_ambiguous(error):
-                return self._resolve_placement(symbol, request.client_order_id, error)
-            raise translate(error, self.name, placing=True) from error
+        for attempt in range(self._read_attempts):
+            try:
+                raw = self._exchange.create_order(
+                    symbol, kind, request.side.value.lower(), plain(request.size), price, params
+                )
+                break
+            except ccxt.DDoSProtection as error:
+                # Refused before the exchange looked at the order: safe to send again.
+                if attempt + 1 >= self._read_attempts:
+                    raise translate(error, self.name, placing=True) from error
+                self._sleep(self._backoff * 2**attempt)
+            except ccxt.BaseError as error:
+                if is_ambiguous(error):
+                    return self._resolve_placement(symbol, request.client_order_id, error)
+                raise translate(error, self.name, placing=True) from error
         order_id = str(raw["id"])
         self._order_symbols[order_id] = symbol
         return order_id
@@ -277,6 +284,17 @@ class CcxtBroker:
             if raw.get("clientOrderId") == client_order_id:
                 return str(raw["id"])
         return None
+
+    def find_order(
+        self, request: OrderRequest, placed_after: datetime, exclude: Collection[str] = ()
+    ) -> ExchangeOrder | None:
+        """By our client order id, which the exchange keeps."""
+        symbol = self._unified(request.symbol)
+        found = self._find_by_client_id(symbol, request.client_order_id)
+        if found is None or found in exclude:
+            return None
+        self._order_symbols[found] = symbol
+        return self.fetch_order(found)
 
     # -- orders -------------------------------------------------------------------------
     def cancel_order(self, exchange_order_id: str) -> None:

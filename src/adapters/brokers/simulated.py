@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -272,6 +272,19 @@ class SimulatedExchange:
                 price = slipped(last, request.side, self._slippage)
                 self._fill_one(order, rules, price, request.size, self._now())
             return order.order_id
+
+    def find_order(
+        self, request: OrderRequest, placed_after: datetime, exclude: Collection[str] = ()
+    ) -> ExchangeOrder | None:
+        """By client order id: the simulated exchange keeps ours."""
+        with self._lock:
+            for order in self._orders.values():
+                if (
+                    order.request.client_order_id == request.client_order_id
+                    and order.order_id not in exclude
+                ):
+                    return order.snapshot()
+            return None
 
     def cancel_order(self, exchange_order_id: str) -> None:
         with self._lock:
