@@ -66,6 +66,7 @@ class Order(Aggregate):
         time_in_force: str
         size: Decimal
         price: Decimal | None
+        settle: str = "OPEN"  # GMO leverage symbols: CLOSE settles open positions
 
     class Accepted(Aggregate.Event):
         exchange_order_id: str
@@ -131,8 +132,10 @@ class Order(Aggregate):
         time_in_force: str,
         size: Decimal,
         price: Decimal | None,
+        settle: str = "OPEN",
     ) -> None:
         self.signal_id = signal_id
+        self.settle = settle
         self.leg = leg
         self.exchange = Exchange(exchange)
         self.symbol = Symbol(symbol)
@@ -170,6 +173,7 @@ class Order(Aggregate):
         time_in_force: TimeInForce | str | None = None,
         at: datetime,
         leg: int = 0,
+        settle: str = "OPEN",
     ) -> Order:
         """A new order in NEW, caused by `signal_id`. Validates everything before any event."""
         kind = OrderType.parse(order_type)
@@ -198,6 +202,7 @@ class Order(Aggregate):
             time_in_force=tif.value,
             size=positive("size", size),
             price=limit_price,
+            settle=_settle(settle),
         )
 
     # ----- commands -------------------------------------------------------------------------
@@ -287,6 +292,11 @@ class Order(Aggregate):
         """Expiry is a cancel with a reason: the order ends CANCELED / EXPIRED."""
         self.cancel(CancelType.EXPIRED, reason or "expired", at=at)
 
+    def declare_lost(self, reason: str, *, at: datetime) -> None:
+        """The exchange kept answering that it does not know this order: CANCELED / LOST.
+        Fills it reports later are still recorded (as for any canceled order)."""
+        self.cancel(CancelType.LOST, reason, at=at)
+
     # ----- derived state --------------------------------------------------------------------
 
     @property
@@ -305,3 +315,9 @@ class Order(Aggregate):
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+
+def _settle(value: str) -> str:
+    if value not in ("OPEN", "CLOSE"):
+        raise InvalidValue("settle", value, "expected OPEN or CLOSE")
+    return value

@@ -63,6 +63,13 @@ class Position(Aggregate):
             position.fill_count += 1
             position.last_fill_at = self.executed_at
 
+    # Round trips, for the consecutive-losses limit: realized PnL since the position was last
+    # flat, and the result of the last trip that ended flat (or flipped). Class defaults keep
+    # snapshots taken before these existed loadable.
+    trip_realized = ZERO
+    closed_trips = 0
+    last_trip_pnl: Decimal | None = None
+
     def __init__(self, exchange: str, symbol: str) -> None:
         self.exchange = Exchange(exchange)
         self.symbol = Symbol(symbol)
@@ -133,9 +140,12 @@ class Position(Aggregate):
             else:
                 released_cost = self.entry_cost * closed / held
                 released_fees = self.entry_fees * closed / held
-            self.realized_pnl += (
-                (price * closed - released_cost) * direction - released_fees - closing_fee
-            )
+            realized = (price * closed - released_cost) * direction - released_fees - closing_fee
+            self.realized_pnl += realized
+            self.trip_realized += realized
+            if closed == held:  # back to flat (or through it): one round trip is over
+                self.last_trip_pnl, self.trip_realized = self.trip_realized, ZERO
+                self.closed_trips += 1
             self.entry_cost -= released_cost
             self.entry_fees -= released_fees
             self.quantity += side.sign * size

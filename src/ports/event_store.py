@@ -46,7 +46,7 @@ class RecordedEvent:
 class EventStore(Protocol):
     """Save aggregates atomically with optimistic concurrency; load them; read the log."""
 
-    def save(self, *aggregates: Order | Position) -> None:
+    def save(self, *aggregates: Any) -> None:
         """Record the pending events of all `aggregates` in one transaction, or none.
 
         Raises `DuplicateOrder` when a new order's id already exists and
@@ -56,6 +56,10 @@ class EventStore(Protocol):
 
     def get_order(self, order_id: UUID) -> Order:
         """The order rebuilt from its events; `UnknownOrder` if it has none."""
+        ...
+
+    def find(self, aggregate_id: UUID) -> Any | None:
+        """Any aggregate (signal decision, trading control, ...) by id, or None."""
         ...
 
     def find_position(self, exchange: str, symbol: str) -> Position | None:

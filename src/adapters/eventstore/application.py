@@ -46,6 +46,8 @@ class EventSourcedStore(Application[UUID]):
             for order in new_orders:
                 if self._exists(order.id):
                     raise DuplicateOrder(order.id, order.signal_id) from error
+            # Anything else new that already exists (a decision recorded by another process)
+            # or changed since loaded is a stale write: the caller reloads and retries.
             names = ", ".join(f"{type(a).__name__} {a.id} v{a.version}" for a in aggregates)
             raise ConcurrencyConflict(
                 f"stale write: another writer changed one of [{names}] first; reload and retry"
@@ -62,6 +64,12 @@ class EventSourcedStore(Application[UUID]):
         if not isinstance(order, Order):
             raise UnknownOrder(order_id)
         return order
+
+    def find(self, aggregate_id: UUID) -> Any | None:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     def find_position(self, exchange: str, symbol: str) -> Position | None:
         try:

@@ -1,0 +1,163 @@
+"""Follows every live order to its end by asking the exchange, and records what it says.
+
+One `poll()` looks at each tracked order once: new executions are recorded (each execution id
+once: the order refuses a redelivered one), a cancel or expiry at the exchange ends the order,
+and a closed round trip is reported to risk. Polling is one way to learn these facts; a
+private WebSocket feed would call `record_execution` / `record_exchange_order` the same way.
+
+An order the exchange says it does not know is declared lost only after `not_found_limit`
+answers in a row (GMO can lag right after placement). A lost order is CANCELED/LOST, and its
+exchange id stays known, so an execution reported later is still recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from uuid import UUID
+
+from app.execution import request_for
+from app.orders import OrderService
+from domain.models import Execution
+from domain.order import Order
+from domain.values import CancelType, OrderStatus
+from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder, OrderNotFound
+from ports.clock import Clock
+from ports.event_store import EventStore
+
+log = logging.getLogger(__name__)
+
+ResultSink = Callable[[str, Decimal], None]
+
+
+class OrderMonitor:
+    def __init__(
+        self,
+        store: EventStore,
+        broker: Broker,
+        clock: Clock,
+        *,
+        on_result: ResultSink | None = None,
+        not_found_limit: int = 3,
+    ) -> None:
+        self._store, self._broker, self._clock = store, broker, clock
+        self._orders = OrderService(store, clock)
+        self._on_result = on_result or (lambda symbol, pnl: None)
+        self._not_found_limit = not_found_limit
+        self._misses: dict[UUID, int] = {}  # tracked order id -> not-found answers in a row
+        self.by_exchange_id: dict[str, UUID] = {}
+
+    @property
+    def tracked(self) -> set[UUID]:
+        return set(self._misses)
+
+    def track(self, order: Order) -> None:
+        if order.exchange_order_id is not None:
+            self.by_exchange_id[order.exchange_order_id] = order.id
+        if not order.is_terminal:
+            self._misses.setdefault(order.id, 0)
+
+    # ----- polling --------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Ask about every tracked order once. Returns how many are still live."""
+        for order_id in list(self._misses):
+            try:
+                self._poll_one(order_id)
+            except BrokerError as error:
+                log.warning("monitor: order %s not checked this round: %s", order_id, error)
+        return len(self._misses)
+
+    def _poll_one(self, order_id: UUID) -> None:
+        order = self._store.get_order(order_id)
+        if order.status is OrderStatus.REJECTED:
+            self._misses.pop(order_id, None)
+            return
+        if order.exchange_order_id is None:
+            self._look_for_placement(order)
+            return
+        try:
+            seen = self._broker.fetch_order(order.exchange_order_id)
+        except OrderNotFound:
+            self._not_found(order)
+            return
+        self._misses[order_id] = 0
+        for execution in self._broker.fetch_executions(order.exchange_order_id):
+            self.record_execution(execution)
+        self.record_exchange_order(seen)
+
+    def _look_for_placement(self, order: Order) -> None:
+        """A placement whose answer was lost: find the order at the exchange, or after several
+        tries record that it was never placed. It is never sent again."""
+        found = self._broker.find_order(
+            request_for(order), order.created_on, exclude=set(self.by_exchange_id)
+        )
+        if found is not None:
+            accepted = self._orders.accept(order.id, found.exchange_order_id)
+            self.track(accepted)
+            log.warning("order %s found at the exchange as %s", order.id, found.exchange_order_id)
+            return
+        misses = self._misses[order.id] = self._misses.get(order.id, 0) + 1
+        if misses >= self._not_found_limit:
+            self._orders.reject(
+                order.id,
+                "PLACEMENT_NOT_FOUND",
+                f"no answer to the placement and not at the exchange after {misses} lookups",
+            )
+            self._misses.pop(order.id, None)
+
+    def _not_found(self, order: Order) -> None:
+        misses = self._misses[order.id] = self._misses.get(order.id, 0) + 1
+        if misses < self._not_found_limit:
+            return
+        if order.status.is_live:
+            lost = self._store.get_order(order.id)
+            lost.declare_lost(
+                f"exchange answered 'not found' {misses} times in a row", at=self._clock.now()
+            )
+            self._store.save(lost)
+            log.error("order %s (%s) declared lost", order.id, order.exchange_order_id)
+        self._misses.pop(order.id, None)
+
+    # ----- facts from the exchange (polling or, later, a private stream) ---------------------
+
+    def record_execution(self, execution: ExchangeExecution) -> bool:
+        """Record one execution of a known order. False if unknown or already recorded."""
+        order_id = self.by_exchange_id.get(execution.exchange_order_id)
+        if order_id is None:
+            return False
+        order = self._store.get_order(order_id)
+        position = self._store.find_position(order.exchange.value, order.symbol.value)
+        trips_before = position.closed_trips if position is not None else 0
+        fill = Execution(
+            execution_id=execution.execution_id,
+            side=execution.side,
+            price=execution.price,
+            size=execution.size,
+            fee=execution.fee,
+            executed_at=execution.timestamp,
+        )
+        if not self._orders.record_fill(order_id, fill):
+            return False
+        position = self._store.find_position(order.exchange.value, order.symbol.value)
+        if position is not None and position.closed_trips > trips_before:
+            self._on_result(order.symbol.value, position.last_trip_pnl or Decimal(0))
+        return True
+
+    def record_exchange_order(self, seen: ExchangeOrder) -> None:
+        """The exchange's view of an order: a cancel or expiry there ends ours."""
+        order_id = self.by_exchange_id.get(seen.exchange_order_id)
+        if order_id is None:
+            return
+        order = self._store.get_order(order_id)
+        if order.status.is_live and seen.status is OrderStatus.CANCELED:
+            if seen.executed_size > order.filled_size:
+                return  # executions not all visible yet: record them first, next round
+            kind = seen.cancel_type or CancelType.EXCHANGE
+            self._orders.cancel(order_id, kind, f"exchange: {seen.raw_status or 'CANCELED'}")
+        elif order.status is OrderStatus.NEW and seen.status is OrderStatus.REJECTED:
+            self._orders.reject(order_id, "EXCHANGE_REJECTED", seen.raw_status or "rejected")
+        order = self._store.get_order(order_id)
+        if order.is_terminal and seen.status.is_terminal:
+            self._misses.pop(order_id, None)
