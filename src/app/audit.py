@@ -17,10 +17,18 @@ from domain.order import Order
 from ports.event_store import EventStore
 
 _DETAIL_FIELDS = {
-    "Submitted": ("signal_id", "side", "order_type", "time_in_force", "size", "price"),
+    "Submitted": (
+        "signal_id",
+        "side",
+        "order_type",
+        "time_in_force",
+        "size",
+        "price",
+        "settle",
+    ),
     "Accepted": ("exchange_order_id",),
     "Rejected": ("code", "message"),
-    "Filled": ("execution_id", "price", "size", "fee", "executed_at"),
+    "Filled": ("execution_id", "price", "size", "fee", "executed_at", "source"),
     "CancelRequested": ("reason",),
     "Canceled": ("cancel_type", "reason"),
 }

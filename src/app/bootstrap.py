@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from adapters.brokers.ccxt_broker import CcxtBroker
+from adapters.brokers.gmo import GmoBroker
 from adapters.clocks.system import SystemClock
 from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.memory import memory_event_store
@@ -27,19 +29,26 @@ from adapters.marketdata.stream_writer import publish_trades
 from adapters.marketdata.synthetic import synthetic_trades
 from adapters.marketdata.trade_files import read_gmo_trades
 from adapters.signals.in_process_bus import InProcessSignalPublisher
-from adapters.signals.redis_bus import RedisSignalPublisher
+from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
 from adapters.sql.connections import connect_postgres, connect_sqlite
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
 from adapters.strategies.registry import UnknownStrategy, create_strategy
 from app.config import ConfigError, Settings
+from app.execution import ExecutionService, ExecutionSettings
+from app.execution_loop import ExecutionLoop
+from app.order_monitor import OrderMonitor
 from app.orders import OrderService
 from app.strategy_loop import StrategyFactory, StrategyLoop
 from domain.errors import InvalidValue
 from domain.market import Trade
-from domain.values import Timeframe
+from domain.risk import RiskLimits
+from domain.sizing import GMO_RULES
+from domain.values import OrderType, Timeframe
+from ports.broker import Broker
 from ports.clock import Clock
 from ports.event_store import EventStore
+from ports.signal_bus import SignalSubscriber
 
 
 def open_event_store(database_url: str) -> EventSourcedStore:
@@ -245,3 +254,117 @@ def publish_to_redis(settings: Settings, trades: Iterable[Trade], speed: float, 
         )
     finally:
         client.close()
+
+
+def open_broker(settings: Settings) -> Broker:
+    """GMO's native adapter for `gmo`, ccxt for any other exchange id."""
+    key, secret = settings.API_KEY.get_secret_value(), settings.API_SECRET.get_secret_value()
+    if not key or not secret:
+        raise ConfigError("execution needs API_KEY and API_SECRET for " + settings.EXCHANGE_NAME)
+    if settings.EXCHANGE_NAME == "gmo":
+        return GmoBroker(settings.REST_BASE_URL, key, secret, timeout=settings.REST_TIMEOUT_SECONDS)
+    try:
+        return CcxtBroker(
+            settings.EXCHANGE_NAME,
+            key,
+            secret,
+            timeout_ms=int(settings.REST_TIMEOUT_SECONDS * 1000),
+        )
+    except AttributeError:
+        raise ConfigError(
+            f"EXCHANGE_NAME {settings.EXCHANGE_NAME!r} is neither gmo nor a ccxt exchange id"
+        ) from None
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        max_position_size=settings.MAX_POSITION_SIZE,
+        max_drawdown_pct=settings.MAX_DRAWDOWN_PCT,
+        drawdown_window=timedelta(days=settings.DRAWDOWN_WINDOW_DAYS),
+        max_consecutive_losses=settings.MAX_CONSECUTIVE_LOSSES,
+        starting_equity=settings.STARTING_EQUITY,
+    )
+
+
+def execution_settings(settings: Settings) -> ExecutionSettings:
+    return ExecutionSettings(
+        exchange=settings.EXCHANGE_NAME,
+        order_type=OrderType(settings.ORDER_TYPE),
+        order_size=settings.ORDER_SIZE,
+        allow_short=settings.ENABLE_SHORTING,
+        rules=GMO_RULES,
+    )
+
+
+def execution_loop(
+    settings: Settings,
+    store: EventStore,
+    broker: Broker,
+    subscriber: SignalSubscriber,
+    clock: Clock | None = None,
+) -> ExecutionLoop:
+    """The execution loop over any subscriber, broker and store (live, paper or simulated)."""
+    clock = clock or SystemClock()
+    service = ExecutionService(
+        store, broker, clock, risk_limits(settings), execution_settings(settings)
+    )
+    monitor = OrderMonitor(
+        store,
+        broker,
+        clock,
+        on_result=lambda symbol, pnl: service.record_result(symbol, pnl),
+        not_found_limit=settings.LOST_ORDER_AFTER,
+    )
+    return ExecutionLoop(
+        service,
+        monitor,
+        subscriber,
+        store,
+        broker,
+        exchange=settings.EXCHANGE_NAME,
+        symbols=list(settings.SYMBOLS),
+        poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS,
+    )
+
+
+def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
+    """`signal:{exchange}` from Redis, orders on the exchange, events in `DATABASE_URL`."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
+    subscriber = RedisSignalSubscriber(
+        client,
+        settings.EXCHANGE_NAME,
+        consumer=settings.CONSUMER_NAME,
+        stream_prefix=settings.STREAM_PREFIX + "signal:",
+        reclaim_idle_ms=_reclaim_idle_ms(settings),
+    )
+    store = open_event_store(settings.DATABASE_URL)
+    broker = open_broker(settings)
+    loop = execution_loop(settings, store, broker, subscriber)
+
+    def close() -> None:
+        closer = getattr(broker, "close", None)
+        if callable(closer):
+            closer()
+        store.close()
+        client.close()
+
+    return loop, close
+
+
+def trading_control(settings: Settings) -> tuple[ExecutionService, Any]:
+    """The trading state of `EXCHANGE_NAME` in `DATABASE_URL`, for the kill switch commands.
+    No broker is needed to halt or resume."""
+    store = open_event_store(settings.DATABASE_URL)
+    service = ExecutionService(
+        store, _NoBroker(), SystemClock(), risk_limits(settings), execution_settings(settings)
+    )
+    return service, store.close
+
+
+class _NoBroker:
+    """Stands where no exchange is needed (halting, resuming): any use is a bug."""
+
+    name = "none"
+
+    def __getattr__(self, attribute: str) -> Any:
+        raise RuntimeError(f"no exchange is configured for this command ({attribute})")

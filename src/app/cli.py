@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,15 +24,19 @@ from rich.table import Table
 from app.audit import order_trail
 from app.bootstrap import (
     bootstrap,
+    live_execution_loop,
     live_strategy_loop,
     publish_to_redis,
+    risk_limits,
     simulated_strategy_loop,
     trades_from,
+    trading_control,
 )
 from app.bootstrap import migrate as bootstrap_migrate
 from app.config import ConfigError, load_settings
 from app.demo import order_summary, scripted_lifecycle
 from app.service import stop_on_signals
+from ports.broker import BrokerError
 
 SAMPLE_TRADES = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
 
@@ -127,37 +133,145 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the synthetic m
 
 @cli.command()
 def run() -> None:
-    """Run the service: the Strategy module when ENABLE_STRATEGY=true (stops on SIGTERM/SIGINT)."""
+    """Run the service: the Strategy module (ENABLE_STRATEGY) and the Execution module
+    (ENABLE_EXECUTION), in one process or, with one of them false, separately. Stops on
+    SIGTERM/SIGINT after the batch in hand."""
     settings = _settings(None)
     _logging(settings.LOG_LEVEL)
     log = logging.getLogger("trading_engine")
     if not settings.ENABLE_STRATEGY and not settings.ENABLE_EXECUTION:
         raise _fail("nothing to run: ENABLE_STRATEGY and ENABLE_EXECUTION are both false")
-    if settings.ENABLE_EXECUTION:
-        log.warning(
-            "ENABLE_EXECUTION=true: the execution module is not built yet (issue 4); "
-            "running the strategy module only"
-        )
-    if not settings.ENABLE_STRATEGY:
-        raise _fail("ENABLE_STRATEGY=false and the execution module is not built yet")
+    closers = []
     try:
-        loop, close = live_strategy_loop(settings)
+        strategy = execution = None
+        if settings.ENABLE_STRATEGY:
+            strategy, close = live_strategy_loop(settings)
+            closers.append(close)
+        if settings.ENABLE_EXECUTION:
+            execution, close = live_execution_loop(settings)
+            closers.append(close)
     except ConfigError as error:
+        _close_all(closers)
         raise _fail(str(error)) from None
     except (RedisError, OSError, psycopg.Error) as error:
+        _close_all(closers)
         raise _fail(f"cannot start: {error}", code=1) from None
     try:
         with stop_on_signals() as should_stop:
-            recovered = loop.start()
-            log.info("strategy loop started (%d pending entries recovered)", recovered)
-            stats = loop.run(should_stop)
-    except (RedisError, psycopg.Error) as error:
+            report = _run_loops(strategy, execution, should_stop, log)
+    except (RedisError, psycopg.Error, BrokerError) as error:
         # Nothing is lost: unacknowledged entries are recovered at the next start.
-        raise _fail(f"stopped on a server error (restart to resume): {error}", code=1) from None
+        raise _fail(f"stopped on an error (restart to resume): {error}", code=1) from None
+    finally:
+        _close_all(closers)
+    log.info("stopped cleanly: %s", report)
+    print(orjson.dumps(report).decode())
+
+
+def _run_loops(strategy, execution, should_stop, log) -> dict:
+    """Both loops in one process: execution in a thread, strategy in this one; an error in
+    either stops both (and is raised here)."""
+    failure: list[BaseException] = []
+    finished = threading.Event()  # the strategy loop ended: the execution loop ends too
+
+    def stop() -> bool:
+        return should_stop() or bool(failure) or finished.is_set()
+
+    report: dict = {}
+    worker = None
+    if execution is not None:
+        recovered = execution.start()
+        log.info(
+            "execution loop started (%d pending signals handled; reconciliation: %s)",
+            recovered,
+            "clean" if execution.reconciliation.clean else "differences, see above",
+        )
+
+        def run_execution() -> None:
+            try:
+                execution.run(stop)
+            except BaseException as error:  # surfaced in the main thread below
+                failure.append(error)
+
+        worker = threading.Thread(target=run_execution, name="execution", daemon=True)
+        worker.start()
+    try:
+        if strategy is not None:
+            recovered = strategy.start()
+            log.info("strategy loop started (%d pending entries recovered)", recovered)
+            stats = strategy.run(stop)
+            report["strategy"] = {k: v for k, v in vars(stats).items() if k != "signals"}
+        else:
+            while not stop():
+                time.sleep(0.1)
+    finally:
+        finished.set()
+        if worker is not None:
+            worker.join()
+    if failure:
+        raise failure[0]
+    if execution is not None:
+        report["execution"] = vars(execution.stats)
+    return report
+
+
+def _close_all(closers: list) -> None:
+    for close in reversed(closers):
+        close()
+
+
+risk_cli = typer.Typer(help="The trading state: status, kill switch, resume.", no_args_is_help=True)
+cli.add_typer(risk_cli, name="risk")
+ReasonArgument = Annotated[str, typer.Option("--reason", help="Why (kept in the event log).")]
+
+
+def _control(database_url: str | None, change: str | None, reason: str) -> None:
+    settings = _settings(database_url)
+    service, close = trading_control(settings)
+    try:
+        if change == "halt":
+            control = service.halt(reason)
+        elif change == "reduce":
+            control = service.reduce_only(reason)
+        elif change == "resume":
+            control = service.resume(reason)
+        else:
+            control = service.control()
+            control.evaluate(risk_limits(settings), now=datetime.now(UTC))
+        drawdown = control.drawdown_pct(risk_limits(settings), now=datetime.now(UTC))
+        console.print(
+            f"{settings.EXCHANGE_NAME}: [bold]{control.state.value}[/bold]"
+            + (f" ({control.reason})" if control.reason else "")
+            + f"; losses in a row {control.losses_in_a_row}/{settings.MAX_CONSECUTIVE_LOSSES}"
+            + f"; drawdown {drawdown:.2f}%/{settings.MAX_DRAWDOWN_PCT}%"
+            + f" over {settings.DRAWDOWN_WINDOW_DAYS} day(s)"
+        )
     finally:
         close()
-    log.info("stopped cleanly: %s", stats)
-    print(orjson.dumps({k: v for k, v in vars(stats).items() if k != "signals"}).decode())
+
+
+@risk_cli.command("status")
+def risk_status(database_url: DatabaseOption = None) -> None:
+    """Show the trading state (ACTIVE, REDUCING, HALTED) and what moves it."""
+    _control(database_url, None, "")
+
+
+@risk_cli.command("halt")
+def risk_halt(reason: ReasonArgument = "kill switch", database_url: DatabaseOption = None) -> None:
+    """The kill switch: no order goes out until `risk resume`."""
+    _control(database_url, "halt", reason)
+
+
+@risk_cli.command("reduce")
+def risk_reduce(reason: ReasonArgument = "operator", database_url: DatabaseOption = None) -> None:
+    """Only orders that shrink a position go out."""
+    _control(database_url, "reduce", reason)
+
+
+@risk_cli.command("resume")
+def risk_resume(reason: ReasonArgument = "operator", database_url: DatabaseOption = None) -> None:
+    """Lift a halt or a pause; drawdown counts afresh from now."""
+    _control(database_url, "resume", reason)
 
 
 @cli.command()

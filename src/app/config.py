@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     # Prepended to every stream name (md:trade, signal:gmo, ...): lets tests and parallel
     # paper-trading runs share one Redis without seeing each other's entries.
     STREAM_PREFIX: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
+    # Execution (beyond the seed): how a signal becomes an order, and the risk window.
+    ORDER_TYPE: str = Field(default="MARKET", pattern=r"^(MARKET|LIMIT)$")
+    ORDER_SIZE: Decimal = Field(default=Decimal("0.01"), gt=0)
+    # Equity the drawdown is measured against (quote currency) and its window in days.
+    STARTING_EQUITY: Decimal = Field(default=Decimal("1000000"), gt=0)
+    DRAWDOWN_WINDOW_DAYS: int = Field(default=1, ge=1, le=365)
+    ORDER_POLL_INTERVAL_SECONDS: float = Field(default=1.0, gt=0, le=60)
+    # "Not found" answers in a row before a live order is declared lost.
+    LOST_ORDER_AFTER: int = Field(default=3, ge=1, le=100)
+    REST_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
     @classmethod
@@ -122,6 +132,11 @@ class Settings(BaseSettings):
             raise ValueError("MA_FAST_WINDOW must be smaller than MA_SLOW_WINDOW")
         if self.RSI_OVERSOLD >= self.RSI_OVERBOUGHT:
             raise ValueError("RSI_OVERSOLD must be smaller than RSI_OVERBOUGHT")
+        if self.ORDER_SIZE > self.MAX_POSITION_SIZE:
+            raise ValueError(
+                f"ORDER_SIZE {self.ORDER_SIZE} is larger than MAX_POSITION_SIZE "
+                f"{self.MAX_POSITION_SIZE}: every entry would be refused"
+            )
         if self.STRATEGY_TIMEFRAME not in self.OHLCV_TIMEFRAMES:
             raise ValueError(
                 f"STRATEGY_TIMEFRAME {self.STRATEGY_TIMEFRAME} must be one of OHLCV_TIMEFRAMES "

@@ -122,7 +122,7 @@ class OrderMonitor:
 
     # ----- facts from the exchange (polling or, later, a private stream) ---------------------
 
-    def record_execution(self, execution: ExchangeExecution) -> bool:
+    def record_execution(self, execution: ExchangeExecution, source: str = "poll") -> bool:
         """Record one execution of a known order. False if unknown or already recorded."""
         order_id = self.by_exchange_id.get(execution.exchange_order_id)
         if order_id is None:
@@ -138,7 +138,7 @@ class OrderMonitor:
             fee=execution.fee,
             executed_at=execution.timestamp,
         )
-        if not self._orders.record_fill(order_id, fill):
+        if not self._orders.record_fill(order_id, fill, source=source):
             return False
         position = self._store.find_position(order.exchange.value, order.symbol.value)
         if position is not None and position.closed_trips > trips_before:

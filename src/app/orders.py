@@ -96,13 +96,18 @@ class OrderService:
         return order
 
     def record_fill(
-        self, order_id: UUID, execution: Execution, *, at: datetime | None = None
+        self,
+        order_id: UUID,
+        execution: Execution,
+        *,
+        at: datetime | None = None,
+        source: str = "exchange",
     ) -> bool:
         """Apply one execution to its order and position. False if it was already recorded."""
         recorded_at = at or self._clock.now()
         for attempt in range(1, _FILL_ATTEMPTS + 1):
             order = self._store.get_order(order_id)
-            if not order.fill(execution, at=recorded_at):
+            if not order.fill(execution, at=recorded_at, source=source):
                 return False
             position = self._store.find_position(
                 order.exchange.value, order.symbol.value

@@ -91,6 +91,7 @@ class Order(Aggregate):
         size: Decimal
         fee: Decimal
         executed_at: datetime
+        source: str = "exchange"  # how the engine learned it: poll, stream, reconciliation
 
         def apply(self, order: Order) -> None:
             order.execution_ids.add(self.execution_id)
@@ -237,7 +238,9 @@ class Order(Aggregate):
             message=text_of(message),
         )
 
-    def fill(self, execution: Execution, *, at: datetime | None = None) -> bool:
+    def fill(
+        self, execution: Execution, *, at: datetime | None = None, source: str = "exchange"
+    ) -> bool:
         """Record an execution. Returns False (and changes nothing) for a redelivered one."""
         if execution.execution_id in self.execution_ids:
             return False
@@ -267,6 +270,7 @@ class Order(Aggregate):
             size=execution.size,
             fee=execution.fee,
             executed_at=execution.executed_at,
+            source=text_of(source),
         )
         return True
 

@@ -1,0 +1,116 @@
+"""The execution module's loop: signals in, orders out, every live order followed.
+
+`start()` reconciles with the exchange and then handles the signals this consumer had read but
+not acknowledged before a stop (pending entries), before reading anything new. A signal's
+entry is acknowledged only after its decision and orders are in the store, so a crash at any
+point re-delivers it, and the decision's deterministic id turns the re-delivery into a no-op.
+The same loop runs over Redis (`signal:{exchange}`, group `trading-engine-execution`) or the
+in-process bus in simulations; only the subscriber differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.execution import ExecutionService
+from app.order_monitor import OrderMonitor
+from app.reconciliation import ReconciliationReport, reconcile
+from ports.broker import Broker, BrokerFatal
+from ports.event_store import EventStore
+from ports.signal_bus import SignalEntry, SignalSubscriber
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExecutionStats:
+    signals: int = 0
+    approved: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    orders: int = 0
+    polls: int = 0
+
+
+class ExecutionLoop:
+    def __init__(
+        self,
+        service: ExecutionService,
+        monitor: OrderMonitor,
+        subscriber: SignalSubscriber,
+        store: EventStore,
+        broker: Broker,
+        *,
+        exchange: str,
+        symbols: list[str],
+        poll_interval: float = 1.0,
+        batch_size: int = 50,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._service, self._monitor, self._subscriber = service, monitor, subscriber
+        self._store, self._broker = store, broker
+        self._exchange, self._symbols = exchange, symbols
+        self._poll_interval, self._batch_size = poll_interval, batch_size
+        self._monotonic = monotonic
+        self._last_poll = float("-inf")
+        self.stats = ExecutionStats()
+        self.reconciliation: ReconciliationReport | None = None
+
+    def start(self) -> int:
+        """Reconcile, then finish what was pending. Returns the pending entries handled."""
+        self.reconciliation = reconcile(
+            self._store,
+            self._broker,
+            self._monitor,
+            exchange=self._exchange,
+            symbols=self._symbols,
+        )
+        pending = self._subscriber.recover()
+        self._handle(pending)
+        return len(pending)
+
+    def step(self, block_ms: int = 200) -> int:
+        """Read and handle one batch, poll live orders when due. Returns signals handled."""
+        entries = self._subscriber.read(self._batch_size, block_ms if not self._live() else 0)
+        self._handle(entries)
+        if self._monotonic() - self._last_poll >= self._poll_interval or not entries:
+            self.poll()
+        return len(entries)
+
+    def poll(self) -> int:
+        self._last_poll = self._monotonic()
+        self.stats.polls += 1
+        return self._monitor.poll()
+
+    def run(self, should_stop: Callable[[], bool], block_ms: int = 200) -> ExecutionStats:
+        while not should_stop():
+            self.step(block_ms)
+            if self._live() and not should_stop():
+                time.sleep(min(self._poll_interval, 0.05))
+        return self.stats
+
+    def _live(self) -> bool:
+        return bool(self._monitor.tracked)
+
+    def _handle(self, entries: Sequence[SignalEntry]) -> None:
+        for entry in entries:
+            try:
+                outcome = self._service.handle(entry.signal)
+            except BrokerFatal:
+                # Stop without acknowledging: the signal comes back after the fix.
+                log.critical("exchange error that needs an operator; stopping")
+                raise
+            self.stats.signals += 1
+            if outcome.outcome == "approved":
+                self.stats.approved += 1
+            elif outcome.outcome == "refused":
+                self.stats.refused += 1
+            else:
+                self.stats.duplicates += 1
+            for order in outcome.orders:
+                self._monitor.track(order)
+                self.stats.orders += 1
+            self._subscriber.ack([entry])

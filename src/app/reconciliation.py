@@ -1,0 +1,133 @@
+"""Reconciliation on start: the exchange's account against the event store.
+
+Run before any signal is consumed, so a crash between "order sent" and "answer stored" is
+settled before new orders can go out:
+
+1. Every order in the log that is not finished is tracked and checked once: a placement
+   whose answer was lost is looked up (and accepted if found), missing executions are
+   recorded (source "reconciliation"), cancels at the exchange end the order.
+2. The exchange's open orders and recent executions that the store does not know are
+   reported (an order placed by hand, or by another engine on the same account): the engine
+   does not adopt them, since no signal caused them, but an operator must see them.
+3. Executions of known orders that the store lacks are recorded.
+4. Margin positions at the exchange are compared with the store's positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from app.order_monitor import OrderMonitor
+from domain.order import Order
+from domain.values import ZERO, Side
+from ports.broker import Broker
+from ports.event_store import EventStore
+
+log = logging.getLogger(__name__)
+LOG_PAGE = 1000
+
+
+@dataclass
+class ReconciliationReport:
+    orders_in_store: int = 0
+    live_orders_checked: int = 0
+    placements_found: int = 0
+    fills_recorded: int = 0
+    unknown_open_orders: list[str] = field(default_factory=list)
+    unknown_executions: list[str] = field(default_factory=list)
+    position_differences: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.unknown_open_orders or self.unknown_executions or self.position_differences
+        )
+
+
+def orders_in_log(store: EventStore, exchange: str) -> list[Order]:
+    """Every order of `exchange` in the log (read in pages; issue 5's projection will index
+    this)."""
+    ids = []
+    start = 1
+    while True:
+        page = store.read_log(start, LOG_PAGE)
+        ids += [r.aggregate_id for r in page if r.name == "Order.Submitted"]
+        if len(page) < LOG_PAGE:
+            break
+        start = page[-1].position + 1
+    orders = [store.get_order(order_id) for order_id in ids]
+    return [o for o in orders if o.exchange.value == exchange]
+
+
+def reconcile(
+    store: EventStore,
+    broker: Broker,
+    monitor: OrderMonitor,
+    *,
+    exchange: str,
+    symbols: list[str],
+) -> ReconciliationReport:
+    report = ReconciliationReport()
+    orders = orders_in_log(store, exchange)
+    report.orders_in_store = len(orders)
+    for order in orders:
+        monitor.track(order)
+    unplaced = {o.id for o in orders if o.exchange_order_id is None and not o.is_terminal}
+    report.live_orders_checked = len(monitor.tracked)
+    monitor.poll()
+    report.placements_found = sum(
+        1 for order_id in unplaced if store.get_order(order_id).exchange_order_id is not None
+    )
+    for symbol in symbols:
+        for seen in broker.open_orders(symbol):
+            if seen.exchange_order_id not in monitor.by_exchange_id:
+                report.unknown_open_orders.append(
+                    f"{seen.exchange_order_id} {seen.side} {seen.size} {symbol} @ "
+                    f"{seen.price or 'MARKET'} ({seen.raw_status})"
+                )
+        for execution in broker.recent_executions(symbol):
+            if execution.exchange_order_id not in monitor.by_exchange_id:
+                report.unknown_executions.append(
+                    f"{execution.execution_id} of order {execution.exchange_order_id}: "
+                    f"{execution.side} {execution.size} {symbol} @ {execution.price}"
+                )
+            elif monitor.record_execution(execution, source="reconciliation"):
+                report.fills_recorded += 1
+        difference = _position_difference(store, broker, exchange, symbol)
+        if difference:
+            report.position_differences.append(difference)
+    _log(report)
+    return report
+
+
+def _position_difference(
+    store: EventStore, broker: Broker, exchange: str, symbol: str
+) -> str | None:
+    at_exchange = list(broker.positions(symbol))
+    if not at_exchange and not symbol.endswith("_JPY"):
+        return None  # spot: holdings are balances, shared with whatever else the account does
+    net = sum((p.size if p.side is Side.BUY else -p.size for p in at_exchange), Decimal(0))
+    position = store.find_position(exchange, symbol)
+    ours = position.quantity if position is not None else ZERO
+    if net != ours:
+        return f"{symbol}: exchange net {net}, store {ours}"
+    return None
+
+
+def _log(report: ReconciliationReport) -> None:
+    log.info(
+        "reconciliation: %d orders in store, %d live checked, %d lost placements found, "
+        "%d fills recorded",
+        report.orders_in_store,
+        report.live_orders_checked,
+        report.placements_found,
+        report.fills_recorded,
+    )
+    for line in report.unknown_open_orders:
+        log.warning("reconciliation: open order unknown to the store: %s", line)
+    for line in report.unknown_executions:
+        log.warning("reconciliation: execution of an order unknown to the store: %s", line)
+    for line in report.position_differences:
+        log.error("reconciliation: position differs: %s", line)
