@@ -119,7 +119,7 @@ def test_sigkill_many_times_loses_and_doubles_nothing(
     engine.send_signal(signal.SIGTERM)
     out, err = engine.communicate(timeout=30)
     assert engine.returncode == 0, err[-3000:]
-    final_stats = orjson.loads(out.strip().splitlines()[-1])
+    final_stats = orjson.loads(out.strip().splitlines()[-1])["strategy"]
 
     # the reference: the same entries, never interrupted, in-process with SQLite
     overrides = {k: v for k, v in SETTINGS.items() if k != "OHLCV_TIMEFRAMES"}
