@@ -120,6 +120,17 @@ class OrderMonitor:
             log.error("order %s (%s) declared lost", order.id, order.exchange_order_id)
         self._misses.pop(order.id, None)
 
+    def sweep(self, symbols: list[str]) -> int:
+        """Record executions the account reports for orders no longer followed one by one
+        (lost, or filled late after a cancel). Returns how many were new."""
+        recorded = 0
+        for symbol in symbols:
+            for execution in self._broker.recent_executions(symbol):
+                order_id = self.by_exchange_id.get(execution.exchange_order_id)
+                if order_id is not None and order_id not in self._misses:
+                    recorded += self.record_execution(execution, source="sweep")
+        return recorded
+
     # ----- facts from the exchange (polling or, later, a private stream) ---------------------
 
     def record_execution(self, execution: ExchangeExecution, source: str = "poll") -> bool:

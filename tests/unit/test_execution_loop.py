@@ -1,0 +1,169 @@
+"""The execution loop: the in-process twin with the simulated exchange, a crash between
+"order sent" and "answer stored", and a lost order that still receives its fill."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from adapters.brokers.gmo import GmoBroker
+from adapters.brokers.simulated import SimulatedExchange
+from adapters.eventstore.memory import memory_event_store
+from adapters.eventstore.sqlite import sqlite_event_store
+from adapters.marketdata.in_process import InProcessLog
+from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
+from app.bootstrap import execution_loop
+from app.config import load_settings
+from domain.market import Trade
+from domain.models import Signal
+from domain.order import order_id_for
+from domain.values import CancelType, Exchange, OrderStatus, Side, Symbol
+from gmo_standin import GmoStandIn
+from ports.broker import OrderRequest
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def a_signal(signal_id: str, action: str, exchange: str = "gmo") -> Signal:
+    return Signal(
+        signal_id=signal_id,
+        exchange=exchange,
+        symbol="BTC_JPY",
+        strategy="rsi",
+        action=action,
+        confidence=Decimal(1),
+        price_ref=Decimal(5_000_000),
+        timestamp=T0,
+        indicators={"rsi": 25.0},
+        meta={},
+    )
+
+
+def test_in_process_twin_with_the_simulated_exchange() -> None:
+    settings = load_settings(
+        EXCHANGE_NAME="simulated", ORDER_SIZE=Decimal("0.02"), DATABASE_URL="memory://"
+    )
+    log = InProcessLog()
+    publisher = InProcessSignalPublisher(log)
+    exchange = SimulatedExchange()
+    store = memory_event_store()
+    subscriber = InProcessSignalSubscriber(log, "simulated", consumer="sim")
+    loop = execution_loop(settings, store, exchange, subscriber)
+    loop.start()
+    for n, action in enumerate(["enter_long", "enter_long", "exit"]):
+        publisher.publish(a_signal(f"sim-{n}", action, "simulated"))
+        loop.step(block_ms=0)
+        exchange.observe_trade(
+            Trade(
+                Exchange("simulated"),
+                Symbol("BTC_JPY"),
+                Side.BUY,
+                Decimal(5_000_000 + n * 10_000),
+                Decimal(1),
+                T0,
+            )
+        )
+        loop.poll()
+    assert loop.stats.signals == 3
+    assert loop.stats.orders == 2  # the second enter_long while long does nothing
+    entry = store.get_order(order_id_for("sim-0", 0))
+    exit_order = store.get_order(order_id_for("sim-2", 0))
+    assert (entry.status, exit_order.status, exit_order.settle) == (
+        OrderStatus.FILLED,
+        OrderStatus.FILLED,
+        "CLOSE",
+    )
+    position = store.find_position("simulated", "BTC_JPY")
+    assert position.quantity == 0
+    assert position.realized_pnl == Decimal(400)  # (5,020,000 − 5,000,000) × 0.02
+
+
+@pytest.fixture
+def standin() -> Iterator[GmoStandIn]:
+    server = GmoStandIn(api_key="k", api_secret="s")
+    server.rate_limit_per_second = None
+    server.start()
+    yield server
+    server.stop()
+
+
+def gmo_signals(log: InProcessLog) -> InProcessSignalSubscriber:
+    return InProcessSignalSubscriber(log, "gmo", consumer="e")
+
+
+class Crash(Exception):
+    """The process dies right after the order left: the answer is never stored."""
+
+
+class CrashAfterSending:
+    def __init__(self, broker: GmoBroker) -> None:
+        self._broker, self.name = broker, broker.name
+
+    def place_order(self, request: OrderRequest) -> str:
+        self._broker.place_order(request)
+        raise Crash
+
+    def __getattr__(self, name: str):
+        return getattr(self._broker, name)
+
+
+def test_crash_between_sending_and_storing_is_settled_by_reconciliation(
+    tmp_path: Path, standin: GmoStandIn
+) -> None:
+    settings = load_settings(ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"))
+    log = InProcessLog()
+    InProcessSignalPublisher(log).publish(a_signal("crash-1", "enter_long"))
+    store = sqlite_event_store(tmp_path / "events.sqlite3")
+    broker = GmoBroker(standin.base_url, "k", "s", timeout=1.0)
+    first = execution_loop(
+        settings,
+        store,
+        CrashAfterSending(broker),
+        InProcessSignalSubscriber(log, "gmo", consumer="e"),
+    )
+    first.start()
+    with pytest.raises(Crash):
+        first.step(block_ms=0)
+    order_id = order_id_for("crash-1", 0)
+    assert store.get_order(order_id).exchange_order_id is None
+    assert standin.placements() == 1
+
+    # restart: reconciliation finds the order; the redelivered signal changes nothing
+    restarted = execution_loop(settings, store, broker, gmo_signals(log))
+    assert restarted.start() == 1  # the unacknowledged signal came back
+    assert restarted.reconciliation.placements_found == 1
+    assert restarted.stats.duplicates == 1
+    order = store.get_order(order_id)
+    assert order.exchange_order_id is not None
+    assert order.status is OrderStatus.NEW
+    assert standin.placements() == 1  # never sent twice
+    broker.close()
+
+
+def test_a_lost_order_still_receives_its_fill(tmp_path: Path, standin: GmoStandIn) -> None:
+    settings = load_settings(ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"), LOST_ORDER_AFTER=2)
+    log = InProcessLog()
+    InProcessSignalPublisher(log).publish(a_signal("lost-1", "enter_long"))
+    store = sqlite_event_store(tmp_path / "events.sqlite3")
+    broker = GmoBroker(standin.base_url, "k", "s", timeout=1.0, read_attempts=1)
+    loop = execution_loop(settings, store, broker, gmo_signals(log))
+    loop.start()
+    loop.step(block_ms=0)
+    order_id = order_id_for("lost-1", 0)
+    exchange_id = store.get_order(order_id).exchange_order_id
+    standin.fail_next("/v1/orders", code="ERR-5123", times=2)
+    loop.poll()
+    assert store.get_order(order_id).status is OrderStatus.NEW  # one "not found" is not lost
+    loop.poll()
+    lost = store.get_order(order_id)
+    assert (lost.status, lost.cancel_type) == (OrderStatus.CANCELED, CancelType.LOST)
+    standin.fill(exchange_id, "0.01")
+    loop.poll()
+    late = store.get_order(order_id)
+    assert (late.status, late.filled_size) == (OrderStatus.CANCELED, Decimal("0.01"))
+    assert store.find_position("gmo", "BTC_JPY").quantity == Decimal("0.01")
+    broker.close()
