@@ -73,10 +73,14 @@ class ExecutionLoop:
         return len(pending)
 
     def step(self, block_ms: int = 200) -> int:
-        """Read and handle one batch, poll live orders when due. Returns signals handled."""
-        entries = self._subscriber.read(self._batch_size, block_ms if not self._live() else 0)
+        """Read and handle one batch, then poll live orders if a poll is due. While orders
+        are live, the read waits no longer than the next poll. Returns signals handled."""
+        if self._live():
+            due_in = self._poll_interval - (self._monotonic() - self._last_poll)
+            block_ms = max(0, min(block_ms, int(due_in * 1000)))
+        entries = self._subscriber.read(self._batch_size, block_ms)
         self._handle(entries)
-        if self._monotonic() - self._last_poll >= self._poll_interval or not entries:
+        if self._monotonic() - self._last_poll >= self._poll_interval:
             self.poll()
         return len(entries)
 
@@ -94,8 +98,6 @@ class ExecutionLoop:
     def run(self, should_stop: Callable[[], bool], block_ms: int = 200) -> ExecutionStats:
         while not should_stop():
             self.step(block_ms)
-            if self._live() and not should_stop():
-                time.sleep(min(self._poll_interval, 0.05))
         return self.stats
 
     def _live(self) -> bool:
