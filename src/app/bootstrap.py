@@ -324,6 +324,7 @@ def execution_loop(
         exchange=settings.EXCHANGE_NAME,
         symbols=list(settings.SYMBOLS),
         poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS,
+        clock=clock,
     )
 
 

@@ -19,6 +19,7 @@ from app.execution import ExecutionService
 from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
 from ports.broker import Broker, BrokerError, BrokerFatal
+from ports.clock import Clock
 from ports.event_store import EventStore
 from ports.signal_bus import SignalEntry, SignalSubscriber
 
@@ -48,8 +49,10 @@ class ExecutionLoop:
         symbols: list[str],
         poll_interval: float = 1.0,
         batch_size: int = 50,
+        clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._service, self._monitor, self._subscriber = service, monitor, subscriber
         self._store, self._broker = store, broker
         self._exchange, self._symbols = exchange, symbols
@@ -67,6 +70,7 @@ class ExecutionLoop:
             self._monitor,
             exchange=self._exchange,
             symbols=self._symbols,
+            clock=self._clock,
         )
         pending = self._subscriber.recover()
         self._handle(pending)

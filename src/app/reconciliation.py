@@ -11,6 +11,7 @@ settled before new orders can go out:
    does not adopt them, since no signal caused them, but an operator must see them.
 3. Executions of known orders that the store lacks are recorded.
 4. Margin positions at the exchange are compared with the store's positions.
+5. The run and its differences are recorded in the log (`ReconciliationRun`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from decimal import Decimal
 
 from app.order_monitor import OrderMonitor
 from domain.order import Order
+from domain.reconciliation import ReconciliationRun
 from domain.values import ZERO, Side
 from ports.broker import Broker
+from ports.clock import Clock
 from ports.event_store import EventStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ def reconcile(
     *,
     exchange: str,
     symbols: list[str],
+    clock: Clock,
 ) -> ReconciliationReport:
     report = ReconciliationReport()
     orders = orders_in_log(store, exchange)
@@ -99,6 +103,19 @@ def reconcile(
         if difference:
             report.position_differences.append(difference)
     _log(report)
+    store.save(
+        ReconciliationRun.record(
+            exchange=exchange,
+            at=clock.now(),
+            orders_in_store=report.orders_in_store,
+            live_orders_checked=report.live_orders_checked,
+            placements_found=report.placements_found,
+            fills_recorded=report.fills_recorded,
+            unknown_open_orders=report.unknown_open_orders,
+            unknown_executions=report.unknown_executions,
+            position_differences=report.position_differences,
+        )
+    )
     return report
 
 

@@ -19,10 +19,15 @@ from app.config import load_settings
 from domain.models import Signal
 from domain.order import order_id_for
 from domain.signal_decision import decision_id_for
-from domain.values import OrderStatus
+from domain.values import OrderStatus, OrderType, Side
 from gmo_standin import GmoStandIn
+from ports.broker import OrderRequest
 
 pytestmark = pytest.mark.postgres
+
+
+def reconciliation_runs(store) -> list:
+    return [r.event for r in store.read_log(1, 1000) if r.name == "ReconciliationRun.Completed"]
 
 
 @pytest.fixture
@@ -128,6 +133,36 @@ def test_signal_to_filled_order_over_redis_and_postgres(
         assert again.reconciliation.clean
         assert again.reconciliation.orders_in_store == 1
         assert len(store.events_of(order_id)) == 4
+        runs = reconciliation_runs(store)
+        assert [run.orders_in_store for run in runs] == [0, 1]
+
+        # an order placed at GMO behind the engine's back is reported and recorded
+        broker.place_order(
+            OrderRequest(
+                "by-hand",
+                "BTC_JPY",
+                Side.BUY,
+                OrderType.LIMIT,
+                Decimal("0.001"),
+                Decimal(4_000_000),
+            )
+        )
+        third = execution_loop(
+            settings,
+            store,
+            broker,
+            RedisSignalSubscriber(
+                client, "gmo", consumer="exec-test", stream_prefix=f"{redis_prefix}signal:"
+            ),
+        )
+        third.start()
+        assert third.reconciliation is not None
+        (unknown,) = third.reconciliation.unknown_open_orders
+        assert "BUY 0.001 BTC_JPY" in unknown
+        last_run = [
+            r.event for r in store.read_log(1, 1000) if r.name == "ReconciliationRun.Completed"
+        ][-1]
+        assert last_run.unknown_open_orders == [unknown]
     finally:
         broker.close()
         store.close()
