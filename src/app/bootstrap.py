@@ -305,15 +305,20 @@ def execution_loop(
 ) -> ExecutionLoop:
     """The execution loop over any subscriber, broker and store (live, paper or simulated)."""
     clock = clock or SystemClock()
-    service = ExecutionService(
-        store, broker, clock, risk_limits(settings), execution_settings(settings)
-    )
     monitor = OrderMonitor(
         store,
         broker,
         clock,
         on_result=lambda symbol, pnl: service.record_result(symbol, pnl),
         not_found_limit=settings.LOST_ORDER_AFTER,
+    )
+    service = ExecutionService(
+        store,
+        broker,
+        clock,
+        risk_limits(settings),
+        execution_settings(settings),
+        pending_exposure=monitor.pending_exposure,
     )
     return ExecutionLoop(
         service,

@@ -65,9 +65,13 @@ class ExecutionService:
         clock: Clock,
         limits: RiskLimits,
         settings: ExecutionSettings,
+        pending_exposure: Callable[[str], Decimal] | None = None,
     ) -> None:
         self._store, self._broker, self._clock = store, broker, clock
         self._limits, self._settings = limits, settings
+        # Live orders' unfilled size per symbol (the order monitor knows it): decisions count
+        # it as position, or a burst of signals would act on fills not yet recorded.
+        self._pending_exposure = pending_exposure or (lambda symbol: ZERO)
 
     # ----- the trading state ----------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class ExecutionService:
         control.evaluate(self._limits, now=now)
         position = self._store.find_position(str(signal.exchange), str(signal.symbol))
         quantity = position.quantity if position is not None else ZERO
+        quantity += self._pending_exposure(str(signal.symbol))
         try:
             planned = self._plan(signal, quantity)
             reason = refusal_for(control.state, control.reason, quantity, planned, self._limits)

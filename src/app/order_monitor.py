@@ -46,6 +46,7 @@ class OrderMonitor:
         self._on_result = on_result or (lambda symbol, pnl: None)
         self._not_found_limit = not_found_limit
         self._misses: dict[UUID, int] = {}  # tracked order id -> not-found answers in a row
+        self._latest: dict[UUID, Order] = {}  # tracked orders as last loaded
         self.by_exchange_id: dict[str, UUID] = {}
 
     @property
@@ -57,6 +58,18 @@ class OrderMonitor:
             self.by_exchange_id[order.exchange_order_id] = order.id
         if not order.is_terminal:
             self._misses.setdefault(order.id, 0)
+            self._latest[order.id] = order
+
+    def pending_exposure(self, symbol: str) -> Decimal:
+        """Signed size still to fill on the live orders of `symbol` (buys +, sells −): the
+        position a new decision must assume, since those fills may already have happened at
+        the exchange before the next poll records them."""
+        total = Decimal(0)
+        for order_id in self._misses:
+            order = self._latest.get(order_id)
+            if order is not None and str(order.symbol) == symbol and order.status.is_live:
+                total += order.side.sign * order.remaining_size
+        return total
 
     # ----- polling --------------------------------------------------------------------------
 
@@ -70,6 +83,15 @@ class OrderMonitor:
         return len(self._misses)
 
     def _poll_one(self, order_id: UUID) -> None:
+        try:
+            self._check(order_id)
+        finally:
+            if order_id in self._misses:
+                self._latest[order_id] = self._store.get_order(order_id)
+            else:
+                self._latest.pop(order_id, None)
+
+    def _check(self, order_id: UUID) -> None:
         order = self._store.get_order(order_id)
         if order.status is OrderStatus.REJECTED:
             self._misses.pop(order_id, None)
