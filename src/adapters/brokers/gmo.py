@@ -181,7 +181,7 @@ class GmoBroker:
 
     def exchange_status(self) -> str:
         """OPEN, PREOPEN or MAINTENANCE (public; no key needed)."""
-        data = self._with_retries(lambda: self._send("GET", "/v1/status", private=False))
+        data = self._with_retries(lambda: self._call("GET", "/v1/status", private=False))
         return str(data["status"])
 
     # ----- reads ----------------------------------------------------------------------------
@@ -261,22 +261,6 @@ class GmoBroker:
         *,
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
-        placing: bool = False,
-    ) -> Any:
-        try:
-            return self._send(method, path, params=params, body=body, placing=placing)
-        except RetryLater as error:
-            if error.code in gmo_errors.CLOCK_SKEW:
-                log.warning("GMO: clock skew (%s); resynchronised, retrying", error.code)
-            raise
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None,
         private: bool = True,
         placing: bool = False,
     ) -> Any:
@@ -320,6 +304,7 @@ class GmoBroker:
         message = str(messages[0].get("message_string", ""))
         if code in gmo_errors.CLOCK_SKEW:
             self._learn_offset(envelope.get("responsetime"))
+            log.warning("GMO: clock skew (%s); resynchronised, the caller retries", code)
         if code in gmo_errors.ALERT:
             log.error("GMO %s on %s %s: %s", code, method, path, message)
         raise gmo_errors.error_for(code, message, placing=placing)
