@@ -8,9 +8,13 @@ A. throughput: N signals already on `signal:gmo` (Redis); the execution loop rea
 B. latency: signals published one at a time at a steady rate while the loop runs; for each,
    the time from the publish call to the adapter's `place_order` call (p50, p99).
 
-Every signal is an `enter_long` on BTC_JPY with a resting LIMIT order far below the market, so
-the position stays flat and each signal yields exactly one order. The monitor's polling is
-set to once a minute, so this measures the signal → order path, not order following.
+Signals alternate `enter_long` and `exit` on BTC_JPY with MARKET orders, so each yields exactly
+one order (an entry, then its close leg: a decision counts the unfilled size of live orders as
+position). The monitor's polling is set to once a minute, so A and B measure the signal → order
+path, not order following.
+C. following: N filled MARKET orders, and one monitor poll that records every fill, through an
+   adapter held to GMO's real limit (20 GET/s); next to the baseline of asking order by order
+   (status + executions of each, 2N GETs) through the same limited adapter.
 
   .venv/bin/python bench/execution_throughput.py --signals 2000
 """
@@ -31,6 +35,8 @@ from psycopg import sql
 
 from adapters.brokers.gmo import GmoBroker
 from adapters.eventstore.postgres import postgres_event_store
+from adapters.marketdata.in_process import InProcessLog
+from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
 from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
 from app.bootstrap import execution_loop
 from app.config import load_settings
@@ -49,7 +55,7 @@ def a_signal(number: int, run: str) -> Signal:
         exchange="gmo",
         symbol="BTC_JPY",
         strategy="moving_average_cross",
-        action="enter_long",
+        action="enter_long" if number % 2 == 0 else "exit",
         confidence=Decimal(1),
         price_ref=PRICE,
         timestamp=datetime.now(UTC),
@@ -85,6 +91,53 @@ def bare_placements(broker: GmoBroker, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def following(
+    standin: GmoStandIn, database: str, schema: str, count: int
+) -> tuple[float, float, int]:
+    """Seconds for one poll of `count` filled orders, seconds for the per-order reads of the
+    same orders, and the GETs the poll made."""
+    limited = GmoBroker(standin.base_url, "k", "s")  # 20 GET/s and 20 POST/s, as GMO tier 1
+    store = postgres_event_store(database, schema=f"{schema}_follow")
+    log = InProcessLog()
+    for number in range(count):
+        InProcessSignalPublisher(log).publish(a_signal(number, f"follow-{schema}"))
+    settings = load_settings(
+        ORDER_TYPE="MARKET", ORDER_SIZE=Decimal("0.001"), ORDER_POLL_INTERVAL_SECONDS=60
+    )
+    loop = execution_loop(
+        settings, store, limited, InProcessSignalSubscriber(log, "gmo", consumer="b")
+    )
+    try:
+        loop.start()
+        loop.poll()  # the poll the start-up made due; from here on, polls are explicit
+        while loop.stats.signals < count:
+            loop.step(block_ms=0)
+        ids = [
+            str(store.get_order(order_id_for(f"bench-follow-{schema}-{n}", 0)).exchange_order_id)
+            for n in range(count)
+        ]
+        time.sleep(1.2)  # an empty GET window for each measurement
+        before = _gets(standin)
+        started = time.perf_counter()
+        loop.poll()
+        poll_seconds = time.perf_counter() - started
+        gets = _gets(standin) - before
+        time.sleep(1.2)
+        started = time.perf_counter()
+        for exchange_id in ids:
+            limited.fetch_order(exchange_id)
+            limited.fetch_executions(exchange_id)
+        per_order_seconds = time.perf_counter() - started
+        return poll_seconds, per_order_seconds, gets
+    finally:
+        limited.close()
+        store.close()
+
+
+def _gets(standin: GmoStandIn) -> int:
+    return sum(1 for method, *_ in standin.requests if method == "GET")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--signals", type=int, default=2000)
@@ -92,6 +145,7 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=20.0, help="latency run: signals/s (GMO: 20 orders/s)"
     )
+    parser.add_argument("--follow-orders", type=int, default=50)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
@@ -105,7 +159,7 @@ def main() -> None:
         DATABASE_URL=args.database,
         REDIS_URL=args.redis,
         STREAM_PREFIX=prefix,
-        ORDER_TYPE="LIMIT",
+        ORDER_TYPE="MARKET",
         ORDER_SIZE=Decimal("0.001"),
         MAX_POSITION_SIZE=Decimal(1000),
         ORDER_POLL_INTERVAL_SECONDS=60,
@@ -154,6 +208,8 @@ def main() -> None:
         )
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+
+        poll_s, per_order_s, gets = following(standin, args.database, schema, args.follow_orders)
     finally:
         adapter.close()
         store.close()
@@ -162,13 +218,20 @@ def main() -> None:
         client.close()
         standin.stop()
         with psycopg.connect(args.database, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            for name in (schema, f"{schema}_follow"):
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
 
     print(f"signals: {args.signals} (throughput), {args.latency_signals} (latency, {args.rate}/s)")
     print(f"baseline: bare signed POST /v1/order via the adapter: {baseline:,.0f} orders/s")
     print(f"execution loop (Redis → risk → PostgreSQL → GMO stand-in → ack): {loop_rate:,.0f}/s")
     print(f"ratio loop / bare placement: {loop_rate / baseline:.2f}")
     print(f"latency publish → place_order: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    n = args.follow_orders
+    print(f"following {n} filled orders at 20 GET/s: one poll {poll_s:.2f} s ({gets} GETs)")
+    print(f"baseline: status + executions order by order: {per_order_s:.2f} s ({2 * n} GETs)")
+    print(f"ratio poll / per-order reads: {poll_s / per_order_s:.2f}")
 
 
 if __name__ == "__main__":

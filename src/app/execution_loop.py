@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from app.execution import ExecutionService
 from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
-from ports.broker import Broker, BrokerError, BrokerFatal
+from ports.broker import Broker, BrokerFatal
 from ports.clock import Clock
 from ports.event_store import EventStore
 from ports.signal_bus import SignalEntry, SignalSubscriber
@@ -92,11 +92,7 @@ class ExecutionLoop:
         """Follow every live order once, and pick up late executions of finished ones."""
         self._last_poll = self._monotonic()
         self.stats.polls += 1
-        live = self._monitor.poll()
-        try:
-            self._monitor.sweep(self._symbols)
-        except BrokerError as error:
-            log.warning("sweep of recent executions skipped this round: %s", error)
+        live = self._monitor.poll(sweep=self._symbols)
         return live
 
     def run(self, should_stop: Callable[[], bool], block_ms: int = 200) -> ExecutionStats:

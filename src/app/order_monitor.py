@@ -13,7 +13,8 @@ exchange id stays known, so an execution reported later is still recorded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from uuid import UUID
 
@@ -22,13 +23,14 @@ from app.orders import OrderService
 from domain.models import Execution
 from domain.order import Order
 from domain.values import CancelType, OrderStatus
-from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder, OrderNotFound
+from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder
 from ports.clock import Clock
 from ports.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
 ResultSink = Callable[[str, Decimal], None]
+RECORDED_IDS_KEPT = 10_000  # well above a few rounds of latest executions (100 per symbol)
 
 
 class OrderMonitor:
@@ -47,7 +49,16 @@ class OrderMonitor:
         self._not_found_limit = not_found_limit
         self._misses: dict[UUID, int] = {}  # tracked order id -> not-found answers in a row
         self._latest: dict[UUID, Order] = {}  # tracked orders as last loaded
+        self._exposure: dict[str, Decimal] = {}  # symbol -> signed unfilled size of _latest
         self.by_exchange_id: dict[str, UUID] = {}
+        # Execution ids known to be in the store: the latest-executions list repeats the same
+        # fills every round, and each would otherwise cost a load of its order.
+        self._recorded: OrderedDict[str, None] = OrderedDict()
+
+    def _remember(self, execution_id: str) -> None:
+        self._recorded[execution_id] = None
+        if len(self._recorded) > RECORDED_IDS_KEPT:
+            self._recorded.popitem(last=False)
 
     @property
     def tracked(self) -> set[UUID]:
@@ -58,55 +69,99 @@ class OrderMonitor:
             self.by_exchange_id[order.exchange_order_id] = order.id
         if not order.is_terminal:
             self._misses.setdefault(order.id, 0)
-            self._latest[order.id] = order
+            self._note(order.id, order)
 
     def pending_exposure(self, symbol: str) -> Decimal:
         """Signed size still to fill on the live orders of `symbol` (buys +, sells −): the
         position a new decision must assume, since those fills may already have happened at
-        the exchange before the next poll records them."""
-        total = Decimal(0)
-        for order_id in self._misses:
-            order = self._latest.get(order_id)
-            if order is not None and str(order.symbol) == symbol and order.status.is_live:
-                total += order.side.sign * order.remaining_size
-        return total
+        the exchange before the next poll records them. Kept as a running sum: every signal
+        asks, and a burst of signals can leave hundreds of orders live between polls."""
+        return self._exposure.get(symbol, Decimal(0))
+
+    def _note(self, order_id: UUID, order: Order | None) -> None:
+        """Remember `order` as the latest view of a tracked order (None: no longer tracked)."""
+        before = self._latest.pop(order_id, None)
+        if before is not None and before.status.is_live:
+            symbol = str(before.symbol)
+            self._exposure[symbol] -= before.side.sign * before.remaining_size
+        if order is not None:
+            self._latest[order_id] = order
+            if order.status.is_live:
+                symbol = str(order.symbol)
+                exposure = self._exposure.get(symbol, Decimal(0))
+                self._exposure[symbol] = exposure + order.side.sign * order.remaining_size
 
     # ----- polling --------------------------------------------------------------------------
 
-    def poll(self) -> int:
-        """Ask about every tracked order once. Returns how many are still live."""
+    def poll(self, sweep: Collection[str] = ()) -> int:
+        """Ask about every tracked order once; with `sweep`, also record the account's latest
+        executions on those symbols for known orders no longer followed (lost, or filled late
+        after a cancel). Returns how many orders are still live.
+
+        What a round costs at the exchange, since every request counts against its rate
+        limit: one status request per 10 orders, one latest-executions request per symbol,
+        and a per-order executions request only for fills that list does not show."""
+        placed: list[Order] = []
         for order_id in list(self._misses):
-            try:
-                self._poll_one(order_id)
-            except BrokerError as error:
-                log.warning("monitor: order %s not checked this round: %s", order_id, error)
+            order = self._store.get_order(order_id)
+            if order.status is OrderStatus.REJECTED:
+                self._misses.pop(order_id, None)
+            elif order.exchange_order_id is None:
+                self._guarded(order, self._look_for_placement)
+            else:
+                placed.append(order)
+        try:
+            seen = {
+                s.exchange_order_id: s
+                for s in self._broker.fetch_orders([str(o.exchange_order_id) for o in placed])
+            }
+        except BrokerError as error:
+            log.warning("monitor: %d orders not checked this round: %s", len(placed), error)
+            placed, seen = [], {}
+        short = {
+            o.id
+            for o in placed
+            if (now := seen.get(str(o.exchange_order_id))) and now.executed_size > o.filled_size
+        }
+        symbols = [*sweep, *{o.symbol.value for o in placed if o.id in short}]
+        for execution in self._latest_executions(dict.fromkeys(symbols)):
+            order_id = self.by_exchange_id.get(execution.exchange_order_id)
+            if order_id in short:
+                self.record_execution(execution)
+            elif order_id is not None and order_id not in self._misses:
+                self.record_execution(execution, source="sweep")
+        for order in placed:
+            self._guarded(order, self._follow, seen.get(str(order.exchange_order_id)))
+        for order_id in list(self._latest):
+            tracked = order_id in self._misses
+            self._note(order_id, self._store.get_order(order_id) if tracked else None)
         return len(self._misses)
 
-    def _poll_one(self, order_id: UUID) -> None:
+    def _guarded(self, order: Order, check: Callable[..., None], *facts: object) -> None:
         try:
-            self._check(order_id)
-        finally:
-            if order_id in self._misses:
-                self._latest[order_id] = self._store.get_order(order_id)
-            else:
-                self._latest.pop(order_id, None)
+            check(order, *facts)
+        except BrokerError as error:
+            log.warning("monitor: order %s not checked this round: %s", order.id, error)
 
-    def _check(self, order_id: UUID) -> None:
-        order = self._store.get_order(order_id)
-        if order.status is OrderStatus.REJECTED:
-            self._misses.pop(order_id, None)
-            return
-        if order.exchange_order_id is None:
-            self._look_for_placement(order)
-            return
-        try:
-            seen = self._broker.fetch_order(order.exchange_order_id)
-        except OrderNotFound:
+    def _latest_executions(self, symbols: Iterable[str]) -> list[ExchangeExecution]:
+        found: list[ExchangeExecution] = []
+        for symbol in symbols:
+            try:
+                found += self._broker.recent_executions(symbol)
+            except BrokerError as error:
+                log.warning("monitor: latest executions on %s not read: %s", symbol, error)
+        return found
+
+    def _follow(self, order: Order, seen: ExchangeOrder | None) -> None:
+        """One placed order against the exchange's view of it (None: not found)."""
+        if seen is None:
             self._not_found(order)
             return
-        self._misses[order_id] = 0
-        for execution in self._broker.fetch_executions(order.exchange_order_id):
-            self.record_execution(execution)
+        self._misses[order.id] = 0
+        if seen.executed_size > self._store.get_order(order.id).filled_size:
+            # fills the latest-executions list did not reach (a busy account)
+            for execution in self._broker.fetch_executions(seen.exchange_order_id):
+                self.record_execution(execution)
         self.record_exchange_order(seen)
 
     def _look_for_placement(self, order: Order) -> None:
@@ -142,17 +197,6 @@ class OrderMonitor:
             log.error("order %s (%s) declared lost", order.id, order.exchange_order_id)
         self._misses.pop(order.id, None)
 
-    def sweep(self, symbols: list[str]) -> int:
-        """Record executions the account reports for orders no longer followed one by one
-        (lost, or filled late after a cancel). Returns how many were new."""
-        recorded = 0
-        for symbol in symbols:
-            for execution in self._broker.recent_executions(symbol):
-                order_id = self.by_exchange_id.get(execution.exchange_order_id)
-                if order_id is not None and order_id not in self._misses:
-                    recorded += self.record_execution(execution, source="sweep")
-        return recorded
-
     # ----- facts from the exchange (polling or, later, a private stream) ---------------------
 
     def record_execution(self, execution: ExchangeExecution, source: str = "poll") -> bool:
@@ -160,7 +204,12 @@ class OrderMonitor:
         order_id = self.by_exchange_id.get(execution.exchange_order_id)
         if order_id is None:
             return False
+        if execution.execution_id in self._recorded:
+            return False
         order = self._store.get_order(order_id)
+        if execution.execution_id in order.execution_ids:
+            self._remember(execution.execution_id)
+            return False
         position = self._store.find_position(order.exchange.value, order.symbol.value)
         trips_before = position.closed_trips if position is not None else 0
         fill = Execution(
@@ -171,7 +220,9 @@ class OrderMonitor:
             fee=execution.fee,
             executed_at=execution.timestamp,
         )
-        if not self._orders.record_fill(order_id, fill, source=source):
+        recorded = self._orders.record_fill(order_id, fill, source=source)
+        self._remember(execution.execution_id)
+        if not recorded:
             return False
         position = self._store.find_position(order.exchange.value, order.symbol.value)
         if position is not None and position.closed_trips > trips_before:

@@ -145,6 +145,12 @@ class Broker(Protocol):
         """The order as the exchange sees it now. Raises `OrderNotFound`."""
         ...
 
+    def fetch_orders(self, exchange_order_ids: Sequence[str]) -> Sequence[ExchangeOrder]:
+        """Several orders at once (GMO answers up to 10 per request, so a poll of many live
+        orders costs a tenth of the rate limit). Orders the exchange does not know are
+        absent from the answer, in any order."""
+        ...
+
     def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]:
         """Every execution of the order so far, oldest first (empty if none)."""
         ...

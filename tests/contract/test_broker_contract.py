@@ -151,6 +151,26 @@ def test_unknown_orders_are_not_found(harness: BrokerHarness) -> None:
         harness.broker.cancel_order(UNKNOWN_ID)
 
 
+def test_several_orders_are_fetched_at_once_and_unknown_ones_left_out(
+    harness: BrokerHarness,
+) -> None:
+    limit = PRICE - 300_000
+    resting = [
+        harness.broker.place_order(request_for(harness, price=limit)) for _ in range(11)
+    ]  # more than GMO's 10 ids per request
+    filled = harness.broker.place_order(request_for(harness))
+    harness.market_trade("BTC", PRICE, Decimal("1"))
+    seen = harness.broker.fetch_orders([*resting, UNKNOWN_ID, filled])
+    by_id = {order.exchange_order_id: order for order in seen}
+    assert set(by_id) == {*resting, filled}
+    assert {by_id[i].status for i in resting} == {OrderStatus.NEW}
+    assert (by_id[filled].status, by_id[filled].executed_size) == (
+        OrderStatus.FILLED,
+        Decimal("0.01"),
+    )
+    assert list(harness.broker.fetch_orders([])) == []
+
+
 def test_insufficient_funds_is_rejected_with_the_exchanges_code(harness: BrokerHarness) -> None:
     too_dear = request_for(harness, price=Decimal(30_000_000), size="4.9")  # 147M JPY > 100M
     with pytest.raises(OrderRejected) as refused:

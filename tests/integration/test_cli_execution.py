@@ -3,6 +3,7 @@ them: a real process, Redis, PostgreSQL and the stand-in GMO server."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import redis
 
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.signals.redis_bus import RedisSignalPublisher
+from app.reconciliation import orders_in_log
 from domain.models import Signal
 from domain.order import order_id_for
 from domain.values import OrderStatus
@@ -140,3 +142,95 @@ def test_run_refuses_execution_without_credentials(tmp_path: Path, redis_url: st
     assert result.returncode == 2
     assert "API_KEY and API_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _consumed(client: redis.Redis, stream: str, group: str) -> int:
+    """Entries the group has read and acknowledged."""
+    for info in client.xinfo_groups(stream):
+        if info["name"].decode() == group:
+            return int(info["entries-read"] or 0) - int(info["pending"])
+    return 0
+
+
+def test_run_with_both_modules_in_one_process(
+    tmp_path: Path,
+    pg_url: str,
+    pg_schema: str,
+    redis_url: str,
+    redis_prefix: str,
+    standin: GmoStandIn,
+) -> None:
+    # A fast strategy on a replay makes a signal every few trades: the execution thread must
+    # keep up with the strategy's output at GMO's rate limit (20 orders/s), not fall behind.
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "DATABASE_URL": f"{pg_url}?schema={pg_schema}",
+        "REDIS_URL": redis_url,
+        "STREAM_PREFIX": redis_prefix,
+        "ENABLE_STRATEGY": "true",
+        "ENABLE_EXECUTION": "true",
+        "REST_BASE_URL": standin.base_url,
+        "API_KEY": "cli-key",
+        "API_SECRET": "cli-secret",
+        "OHLCV_TIMEFRAMES": "1s,1m",
+        "STRATEGY_TIMEFRAME": "1s",
+        "MA_FAST_WINDOW": "2",
+        "MA_SLOW_WINDOW": "3",
+        "ORDER_TYPE": "MARKET",
+        "MAX_POSITION_SIZE": "100",
+        "MAX_CONSECUTIVE_LOSSES": "100000",
+        "MAX_DRAWDOWN_PCT": "100",
+    }
+    process = subprocess.Popen(
+        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    client = redis.Redis.from_url(redis_url)
+    stream = f"{redis_prefix}signal:gmo"
+    try:
+        replay = subprocess.run(
+            [COMMAND, "replay", "--synthetic", "800", "--seed", "3"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert replay.returncode == 0, replay.stderr
+        deadline = time.monotonic() + 90
+        signals = 0
+        while time.monotonic() < deadline:
+            signals = client.xlen(stream) if client.exists(stream) else 0
+            if signals and _consumed(client, stream, "trading-engine-execution") == signals:
+                break
+            time.sleep(0.25)
+        assert signals > 50  # a busy replay, not a quiet one
+        assert _consumed(client, stream, "trading-engine-execution") == signals
+        time.sleep(1.5)  # a last poll records the final fills
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        client.close()
+    assert process.returncode == 0, err.decode()
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    assert report["strategy"]["signals_published"] == signals
+    execution = report["execution"]
+    assert execution["signals"] == signals
+    assert execution["refused"] == 0
+    assert standin.placements() == execution["orders"]  # each order sent once
+    assert {order.status for order in standin.exchange.orders.values()} == {"EXECUTED"}
+    store = postgres_event_store(pg_url, schema=pg_schema)
+    try:
+        position = store.find_position("gmo", "BTC_JPY")
+        exchange_net = sum(
+            (o.size if o.side == "BUY" else -o.size for o in standin.exchange.orders.values()),
+            Decimal(0),
+        )
+        assert position.quantity == exchange_net
+        orders = orders_in_log(store, "gmo")
+        assert len(orders) == execution["orders"]
+        assert {order.status for order in orders} == {OrderStatus.FILLED}
+    finally:
+        store.close()

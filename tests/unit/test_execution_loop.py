@@ -167,3 +167,62 @@ def test_a_lost_order_still_receives_its_fill(tmp_path: Path, standin: GmoStandI
     assert (late.status, late.filled_size) == (OrderStatus.CANCELED, Decimal("0.01"))
     assert store.find_position("gmo", "BTC_JPY").quantity == Decimal("0.01")
     broker.close()
+
+
+def _filled_market_orders(tmp_path: Path, standin: GmoStandIn, count: int, fault=None):
+    """`count` market orders, each filled at once by the stand-in, and one poll, with the
+    stand-in's record of requests covering just that (after `fault` is set up)."""
+    settings = load_settings(ORDER_TYPE="MARKET", ORDER_SIZE=Decimal("0.01"))
+    log = InProcessLog()
+    publisher = InProcessSignalPublisher(log)
+    for n in range(count):
+        publisher.publish(a_signal(f"many-{n}", "enter_long" if n % 2 == 0 else "exit"))
+    store = sqlite_event_store(tmp_path / "events.sqlite3")
+    broker = GmoBroker(standin.base_url, "k", "s", timeout=1.0, requests_per_second=1000)
+    loop = execution_loop(settings, store, broker, gmo_signals(log))
+    loop.start()  # reconciliation: its own reads
+    standin.requests.clear()
+    if fault is not None:
+        fault()
+    loop.step(block_ms=0)  # reads the whole batch and polls once right away (a poll was due)
+    assert loop.stats.orders == count
+    return loop, store, broker
+
+
+def gets(standin: GmoStandIn) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for method, path, *_ in standin.requests:
+        if method == "GET":
+            counts[path] = counts.get(path, 0) + 1
+    return counts
+
+
+def test_a_poll_of_many_orders_costs_a_few_requests(tmp_path: Path, standin: GmoStandIn) -> None:
+    # GMO allows 20 GETs a second: two requests per order (status, executions) made a poll of
+    # 50 fresh orders take five seconds, during which no signal was read.
+    loop, store, broker = _filled_market_orders(tmp_path, standin, 24)
+    assert gets(standin) == {"/v1/orders": 3, "/v1/latestExecutions": 1}  # 24 ids, 10 a call
+    orders = [store.get_order(order_id_for(f"many-{n}", 0)) for n in range(24)]
+    assert {o.status for o in orders} == {OrderStatus.FILLED}
+    assert store.find_position("gmo", "BTC_JPY").quantity == 0
+    assert store.find_position("gmo", "BTC_JPY").closed_trips == 12
+    standin.requests.clear()
+    loop.poll()  # nothing live: only the sweep's one look at the latest executions
+    assert gets(standin) == {"/v1/latestExecutions": 1}
+    broker.close()
+
+
+def test_fills_missing_from_the_latest_executions_are_read_order_by_order(
+    tmp_path: Path, standin: GmoStandIn
+) -> None:
+    def no_latest_executions() -> None:
+        standin.http_error_next("/v1/latestExecutions", 503, times=20)
+
+    _, store, broker = _filled_market_orders(tmp_path, standin, 4, no_latest_executions)
+    assert gets(standin).get("/v1/executions") == 4
+    orders = [store.get_order(order_id_for(f"many-{n}", 0)) for n in range(4)]
+    assert [(o.status, o.filled_size) for o in orders] == [
+        (OrderStatus.FILLED, Decimal("0.01"))
+    ] * 4
+    assert store.find_position("gmo", "BTC_JPY").closed_trips == 2
+    broker.close()

@@ -316,6 +316,16 @@ class CcxtBroker:
     def fetch_order(self, exchange_order_id: str) -> ExchangeOrder:
         return self._to_order(self._raw_order(exchange_order_id))
 
+    def fetch_orders(self, exchange_order_ids: Sequence[str]) -> Sequence[ExchangeOrder]:
+        # ccxt has no common "several orders by id" call: one request each, as fetch_order.
+        found: list[ExchangeOrder] = []
+        for exchange_order_id in exchange_order_ids:
+            try:
+                found.append(self.fetch_order(exchange_order_id))
+            except OrderNotFound:
+                continue
+        return found
+
     def _symbol_of(self, exchange_order_id: str) -> str:
         known = self._order_symbols.get(exchange_order_id)
         return known or str(self._raw_order(exchange_order_id)["symbol"])

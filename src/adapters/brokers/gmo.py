@@ -161,6 +161,9 @@ class GmoBroker:
             raise OrderNotFound(f"GMO does not know order {exchange_order_id}", exchange="gmo")
         return orders[0]
 
+    def fetch_orders(self, exchange_order_ids: Sequence[str]) -> Sequence[ExchangeOrder]:
+        return self._orders(exchange_order_ids)
+
     def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]:
         data = self._read("/v1/executions", {"orderId": _order_number(exchange_order_id)})
         rows = [to_execution(row) for row in _rows(data)]

@@ -299,6 +299,11 @@ class SimulatedExchange:
         with self._lock:
             return self._get(exchange_order_id).snapshot()
 
+    def fetch_orders(self, exchange_order_ids: Sequence[str]) -> Sequence[ExchangeOrder]:
+        with self._lock:
+            known = (self._orders.get(i) for i in exchange_order_ids)
+            return [order.snapshot() for order in known if order is not None]
+
     def fetch_executions(self, exchange_order_id: str) -> Sequence[ExchangeExecution]:
         with self._lock:
             return list(self._executions.get(exchange_order_id, ()))
