@@ -28,6 +28,8 @@ from adapters.marketdata.redis_streams import RedisStreamsSource
 from adapters.marketdata.stream_writer import publish_trades
 from adapters.marketdata.synthetic import synthetic_trades
 from adapters.marketdata.trade_files import read_gmo_trades
+from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
+from adapters.projections.sqlite import sqlite_projection_store
 from adapters.signals.in_process_bus import InProcessSignalPublisher
 from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
 from adapters.sql.connections import connect_postgres, connect_sqlite
@@ -39,6 +41,8 @@ from app.execution import ExecutionService, ExecutionSettings
 from app.execution_loop import ExecutionLoop
 from app.order_monitor import OrderMonitor
 from app.orders import OrderService
+from app.projection_runner import ProjectionRunner
+from app.projections import all_projections
 from app.strategy_loop import StrategyFactory, StrategyLoop
 from domain.errors import InvalidValue
 from domain.market import Trade
@@ -48,6 +52,7 @@ from domain.values import OrderType, Timeframe
 from ports.broker import Broker
 from ports.clock import Clock
 from ports.event_store import EventStore
+from ports.projections import LogWatcher, ProjectionStore
 from ports.signal_bus import SignalSubscriber
 
 
@@ -103,6 +108,42 @@ def open_strategy_tables(database_url: str) -> PostgresStrategyTables | SqliteSt
     raise ConfigError(
         f"DATABASE_URL: the bar and signal tables need sqlite:// or postgresql://, not {scheme}://"
     )
+
+
+@dataclass
+class ProjectionWiring:
+    """The projections of one database: the log they read, the tables they write."""
+
+    log: EventStore
+    store: ProjectionStore
+    watcher: LogWatcher | None
+    runners: list[ProjectionRunner]
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+        self.store.close()
+        self.log.close()
+
+
+def projections(database_url: str, batch_size: int = 1000) -> ProjectionWiring:
+    """Every projection of `DATABASE_URL` (migrated first), its log and its wake-up."""
+    scheme = urlsplit(database_url).scheme
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(
+            f"DATABASE_URL: projections need sqlite:// or postgresql://, not {scheme}://"
+        )
+    migrate(database_url)
+    log = open_event_store(database_url)
+    store: ProjectionStore
+    watcher: LogWatcher | None = None
+    if scheme == "sqlite":
+        store = sqlite_projection_store(sqlite_path(database_url))
+    else:
+        store = postgres_projection_store(database_url)
+        watcher = PostgresLogWatcher(database_url)
+    runners = [ProjectionRunner(p, log, store, batch_size=batch_size) for p in all_projections(log)]
+    return ProjectionWiring(log, store, watcher, runners)
 
 
 def migrate(database_url: str) -> list[str]:

@@ -21,11 +21,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from app.audit import order_trail
+from app.audit import AmbiguousOrder, audit_order, order_document, order_trail
+from app.audit_signal import UnknownSignal, audit_signal, signal_document
+from app.audit_view import json_text, print_order_audit, print_signal_audit
 from app.bootstrap import (
     bootstrap,
     live_execution_loop,
     live_strategy_loop,
+    projections,
     publish_to_redis,
     risk_limits,
     simulated_strategy_loop,
@@ -33,9 +36,12 @@ from app.bootstrap import (
     trading_control,
 )
 from app.bootstrap import migrate as bootstrap_migrate
+from app.cli_projections import projections_cli
 from app.config import ConfigError, load_settings
 from app.demo import order_summary, scripted_lifecycle
+from app.projection_runner import ProjectionFailed, follow_all
 from app.service import stop_on_signals
+from domain.errors import UnknownOrder
 from ports.broker import BrokerError
 
 SAMPLE_TRADES = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
@@ -143,7 +149,14 @@ def run() -> None:
         raise _fail("nothing to run: ENABLE_STRATEGY and ENABLE_EXECUTION are both false")
     closers = []
     try:
-        strategy = execution = None
+        strategy = execution = wiring = None
+        if _has_tables(settings.DATABASE_URL):
+            applied = bootstrap_migrate(settings.DATABASE_URL)  # before anything reads a table
+            if applied:
+                log.info("migrations applied: %s", ", ".join(applied))
+            if settings.ENABLE_PROJECTIONS:
+                wiring = projections(settings.DATABASE_URL, settings.PROJECTION_BATCH_SIZE)
+                closers.append(wiring.close)
         if settings.ENABLE_STRATEGY:
             strategy, close = live_strategy_loop(settings)
             closers.append(close)
@@ -158,7 +171,7 @@ def run() -> None:
         raise _fail(f"cannot start: {error}", code=1) from None
     try:
         with stop_on_signals() as should_stop:
-            report = _run_loops(strategy, execution, should_stop, log)
+            report = _run_loops(strategy, execution, should_stop, log, wiring, settings)
     except (RedisError, psycopg.Error, BrokerError) as error:
         # Nothing is lost: unacknowledged entries are recovered at the next start.
         raise _fail(f"stopped on an error (restart to resume): {error}", code=1) from None
@@ -168,9 +181,28 @@ def run() -> None:
     print(orjson.dumps(report).decode())
 
 
-def _run_loops(strategy, execution, should_stop, log) -> dict:
+def _has_tables(database_url: str) -> bool:
+    return database_url.split(":", 1)[0] in ("sqlite", "postgresql", "postgres")
+
+
+def _follow_projections(wiring, stop, interval: float, log, report: dict) -> None:
+    """Keep the read tables current. A projection stopped by an event it cannot apply does
+    not stop trading (risk reads the event log, not the tables): it waits for a fix."""
+    while not stop():
+        try:
+            follow_all(wiring.runners, stop, wiring.watcher, poll_interval=interval)
+        except ProjectionFailed as failed:
+            log.error("%s; the tables wait for a fix (trading-engine projections status)", failed)
+            report["projections_failed"] = str(failed)
+            return
+        except Exception as error:  # the database away for a while: try again
+            log.warning("projections paused: %s", error)
+            time.sleep(interval)
+
+
+def _run_loops(strategy, execution, should_stop, log, wiring=None, settings=None) -> dict:
     """Both loops in one process: execution in a thread, strategy in this one; an error in
-    either stops both (and is raised here)."""
+    either stops both (and is raised here). Projections follow the log in a thread too."""
     failure: list[BaseException] = []
     finished = threading.Event()  # the strategy loop ended: the execution loop ends too
 
@@ -179,6 +211,16 @@ def _run_loops(strategy, execution, should_stop, log) -> dict:
 
     report: dict = {}
     worker = None
+    follower = None
+    if wiring is not None:
+        interval = settings.PROJECTION_POLL_INTERVAL_SECONDS if settings else 1.0
+        follower = threading.Thread(
+            target=_follow_projections,
+            args=(wiring, stop, interval, log, report),
+            name="projections",
+            daemon=True,
+        )
+        follower.start()
     if execution is not None:
         recovered = execution.start()
         log.info(
@@ -208,8 +250,14 @@ def _run_loops(strategy, execution, should_stop, log) -> dict:
         finished.set()
         if worker is not None:
             worker.join()
+        if follower is not None:
+            follower.join()
     if failure:
         raise failure[0]
+    if wiring is not None:
+        for runner in wiring.runners:
+            runner.catch_up()  # what the last moments of the loops recorded
+        report["projections"] = {r.projection.name: r.status().position for r in wiring.runners}
     if execution is not None:
         report["execution"] = vars(execution.stats)
     return report
@@ -219,6 +267,8 @@ def _close_all(closers: list) -> None:
     for close in reversed(closers):
         close()
 
+
+cli.add_typer(projections_cli, name="projections")
 
 risk_cli = typer.Typer(help="The trading state: status, kill switch, resume.", no_args_is_help=True)
 cli.add_typer(risk_cli, name="risk")
@@ -272,6 +322,52 @@ def risk_reduce(reason: ReasonArgument = "operator", database_url: DatabaseOptio
 def risk_resume(reason: ReasonArgument = "operator", database_url: DatabaseOption = None) -> None:
     """Lift a halt or a pause; drawdown counts afresh from now."""
     _control(database_url, "resume", reason)
+
+
+audit_cli = typer.Typer(
+    help="What the event log says about an order or a signal.", no_args_is_help=True
+)
+cli.add_typer(audit_cli, name="audit")
+
+
+@audit_cli.command("order")
+def audit_order_command(
+    order_id: Annotated[str, typer.Argument(help="Engine order id (UUID) or exchange order id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Every transition of an order, its causing signal and decision, and its fills."""
+    engine = bootstrap(_settings(database_url).DATABASE_URL)
+    try:
+        found = audit_order(engine.store, order_id)
+    except (UnknownOrder, AmbiguousOrder) as error:
+        raise _fail(str(error), code=1) from None
+    finally:
+        engine.close()
+    if as_json:
+        print(json_text(order_document(found)))
+    else:
+        print_order_audit(console, found)
+
+
+@audit_cli.command("signal")
+def audit_signal_command(
+    signal_id: Annotated[str, typer.Argument(help="The signal id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """What a signal led to: its decision and each order's status and trail."""
+    engine = bootstrap(_settings(database_url).DATABASE_URL)
+    try:
+        found = audit_signal(engine.store, signal_id)
+    except UnknownSignal as error:
+        raise _fail(str(error), code=1) from None
+    finally:
+        engine.close()
+    if as_json:
+        print(json_text(signal_document(found)))
+    else:
+        print_signal_audit(console, found)
 
 
 @cli.command()

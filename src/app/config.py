@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     STRATEGY_NAME: str = "moving_average_cross"
     ENABLE_STRATEGY: bool = True
     ENABLE_EXECUTION: bool = True
+    # Keep the orders / executions / positions tables current from the event log (`run`).
+    ENABLE_PROJECTIONS: bool = True
+    PROJECTION_POLL_INTERVAL_SECONDS: float = Field(default=1.0, gt=0, le=60)
+    PROJECTION_BATCH_SIZE: int = Field(default=1000, ge=1, le=100_000)  # events a transaction
     MAX_POSITION_SIZE: Decimal = Field(default=Decimal("0.05"), gt=0)
     MAX_DRAWDOWN_PCT: Decimal = Field(default=Decimal("5"), gt=0, le=100)
     MAX_CONSECUTIVE_LOSSES: int = Field(default=5, ge=1)

@@ -62,6 +62,10 @@ class EventStore(Protocol):
         """Any aggregate (signal decision, trading control, ...) by id, or None."""
         ...
 
+    def state_at(self, aggregate_id: UUID, version: int) -> Any:
+        """The aggregate as it was after its event `version` (snapshots used where kept)."""
+        ...
+
     def find_position(self, exchange: str, symbol: str) -> Position | None:
         """The position for (exchange, symbol), or None if it never had a fill."""
         ...

@@ -93,11 +93,14 @@ class StrategyTablesContract:
         assert tables.get("missing") is None
 
 
+ALL_MIGRATIONS = ["0001_ohlcv_and_signals", "0002_orders_executions_positions"]
+
+
 class TestSqliteStrategyTables(StrategyTablesContract):
     @pytest.fixture
     def tables(self, tmp_path: Path) -> Iterator[SqliteStrategyTables]:
         conn = connect_sqlite(tmp_path / "engine.sqlite3")
-        assert migrate_sqlite(conn) == ["0001_ohlcv_and_signals"]
+        assert migrate_sqlite(conn) == ALL_MIGRATIONS
         assert migrate_sqlite(conn) == []  # re-runnable
         tables = SqliteStrategyTables(conn)
         yield tables
@@ -109,11 +112,43 @@ class TestPostgresStrategyTables(StrategyTablesContract):
     @pytest.fixture
     def tables(self, pg_url: str, pg_schema: str) -> Iterator[PostgresStrategyTables]:
         conn = connect_postgres(pg_url, schema=pg_schema)
-        assert migrate_postgres(conn) == ["0001_ohlcv_and_signals"]
+        assert migrate_postgres(conn) == ALL_MIGRATIONS
         assert migrate_postgres(conn) == []
         tables = PostgresStrategyTables(conn)
         yield tables
         tables.close()
+
+    @pytest.mark.parametrize(
+        ("table", "seed_columns"),
+        [
+            (
+                "orders",
+                "id exchange symbol order_id signal_id side order_type price size status "
+                "filled_size average_price timestamp created_at updated_at",
+            ),
+            (
+                "executions",
+                "id exchange symbol order_id execution_id side price size fee timestamp created_at",
+            ),
+            (
+                "positions",
+                "id exchange symbol side size average_price unrealized_pnl realized_pnl updated_at",
+            ),
+        ],
+    )
+    def test_read_model_tables_start_with_the_seeds_columns(
+        self, tables, table: str, seed_columns: str
+    ) -> None:
+        rows = tables.conn.execute(
+            "SELECT column_name, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+        names = [r[0] for r in rows]
+        assert names[: len(seed_columns.split())] == seed_columns.split()
+        decimals = {r[0]: (r[1], r[2]) for r in rows if r[1] is not None and r[2]}
+        assert set(decimals.values()) == {(20, 8)}
 
     def test_columns_are_the_seeds(self, tables) -> None:
         rows = tables.conn.execute(

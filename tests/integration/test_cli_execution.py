@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from adapters.eventstore.postgres import postgres_event_store
+from adapters.projections.postgres import postgres_projection_store
 from adapters.signals.redis_bus import RedisSignalPublisher
 from app.reconciliation import orders_in_log
 from domain.models import Signal
@@ -232,5 +233,18 @@ def test_run_with_both_modules_in_one_process(
         orders = orders_in_log(store, "gmo")
         assert len(orders) == execution["orders"]
         assert {order.status for order in orders} == {OrderStatus.FILLED}
+        head = store.max_position()
     finally:
         store.close()
+    # the read tables, kept by the same process: every order, every fill, the position
+    assert report["projections"] == {"orders": head, "positions": head}
+    tables = postgres_projection_store(pg_url, pg_schema)
+    try:
+        rows = tables.rows("orders")
+        assert len(rows) == execution["orders"]
+        assert {row["status"] for row in rows} == {"FILLED"}
+        assert len(tables.rows("executions")) == sum(len(o.execution_ids) for o in orders)
+        (position_row,) = tables.rows("positions")
+        assert position_row["size"] == abs(exchange_net)
+    finally:
+        tables.close()

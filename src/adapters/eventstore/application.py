@@ -71,6 +71,9 @@ class EventSourcedStore(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
+    def state_at(self, aggregate_id: UUID, version: int) -> Any:
+        return self.repository.get(aggregate_id, version=version)
+
     def find_position(self, exchange: str, symbol: str) -> Position | None:
         try:
             position = self.repository.get(position_id_for(exchange, symbol))

@@ -1,0 +1,314 @@
+"""PostgreSQL projection store: the read tables and the projections' positions in one database.
+
+Built on the eventsourcing library's `PostgresTrackingRecorder` (its tracking table holds each
+projection's position, one row per projection): `commit` writes the rows and the new position
+in one transaction, after locking that projection's tracking row and checking it is where the
+writer read it, so two writers (or a writer and a rebuild's swap) cannot both apply a batch.
+
+A rebuild writes into staging copies (`orders__staging`, ...) made `LIKE` the live tables, so
+the live ones keep serving; `swap` replaces them in one transaction and gives the new tables
+the old ones' index, constraint and sequence names, so later migrations find what they expect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import PersistenceError, Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import sql
+
+from adapters.eventstore.postgres import connection_string, postgres_env
+from adapters.projections.row_sql import batches
+from ports.projections import PositionMoved, ProjectionStoreError, RowChange, TableState
+
+STAGING = "__staging"
+TRACKING_TABLE = "projections_tracking"
+
+
+def _q(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def _convert(value: Any) -> Any:
+    # TIMESTAMP columns (the seed's, without time zone) hold UTC: never let the session's
+    # time zone shift them.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+class PostgresProjectionStore(PostgresTrackingRecorder):
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        self.schema = datastore.schema
+
+    # ----- names ----------------------------------------------------------------------------
+
+    def _name(self, table: str) -> str:
+        return sql.Identifier(self.schema, table).as_string(None)
+
+    def _tracking(self) -> str:
+        return self._name(TRACKING_TABLE)
+
+    # ----- position and batches ---------------------------------------------------------------
+
+    def position(self, projection: str) -> int:
+        return self.max_tracking_id(projection) or 0
+
+    def commit(
+        self,
+        projection: str,
+        changes: Sequence[RowChange],
+        *,
+        expected: int,
+        position: int,
+        staging: bool = False,
+    ) -> None:
+        name = projection + STAGING if staging else projection
+        table = (lambda t: self._name(t + STAGING)) if staging else self._name
+        own = set(changes and [c.table for c in changes])
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                current = self._lock_position(cursor, name)
+                if current != expected:
+                    raise PositionMoved(f"{name} is at {current}, not {expected}")
+                for statement, rows in batches(
+                    changes,
+                    lambda t: table(t) if t in own else self._name(t),
+                    "%s",
+                    _convert,
+                ):
+                    cursor.executemany(statement, rows)
+                self._insert_tracking(cursor, Tracking(name, position))
+        except (psycopg.Error, PersistenceError) as error:
+            raise ProjectionStoreError(f"{type(error).__name__}: {error}".strip()) from error
+
+    def _lock_position(self, cursor: Any, name: str) -> int:
+        cursor.execute(
+            f"INSERT INTO {self._tracking()} VALUES (%s, 0) ON CONFLICT DO NOTHING",
+            (name,),
+        )
+        cursor.execute(
+            f"SELECT notification_id FROM {self._tracking()} "
+            "WHERE application_name = %s FOR UPDATE",
+            (name,),
+        )
+        return int(cursor.fetchone()["notification_id"])
+
+    def _set_position(self, cursor: Any, name: str, position: int) -> None:
+        cursor.execute(
+            f"INSERT INTO {self._tracking()} VALUES (%s, %s) ON CONFLICT (application_name) "
+            "DO UPDATE SET notification_id = excluded.notification_id",
+            (name, position),
+        )
+
+    # ----- rebuild ----------------------------------------------------------------------------
+
+    def start_staging(self, projection: str, tables: Sequence[str]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            for table in reversed(tables):
+                cursor.execute(f"DROP TABLE IF EXISTS {self._name(table + STAGING)}")
+            for table in tables:
+                cursor.execute(
+                    f"CREATE TABLE {self._name(table + STAGING)} "
+                    f"(LIKE {self._name(table)} INCLUDING ALL)"
+                )
+            for table in tables:
+                for name, definition in self._foreign_keys(cursor, table):
+                    definition = _retarget(definition, tables, self._name)
+                    cursor.execute(
+                        f"ALTER TABLE {self._name(table + STAGING)} ADD CONSTRAINT "
+                        f"{_q(name + STAGING)} {definition}"
+                    )
+            self._set_position(cursor, projection + STAGING, 0)
+
+    def swap(
+        self,
+        projection: str,
+        tables: Sequence[str],
+        catch_up: Callable[[int], tuple[Sequence[RowChange], int]],
+    ) -> int:
+        staging = projection + STAGING
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                # The same lock order as `commit` (position row, then tables): no deadlock
+                # with a live writer, which waits here and then finds its position moved.
+                self._lock_position(cursor, projection)
+                staged = self._lock_position(cursor, staging)
+                live = ", ".join(self._name(t) for t in tables)
+                cursor.execute(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
+                changes, head = catch_up(staged)
+                own = set(tables)
+                for statement, rows in batches(
+                    changes,
+                    lambda t: self._name(t + STAGING) if t in own else self._name(t),
+                    "%s",
+                    _convert,
+                ):
+                    cursor.executemany(statement, rows)
+                renames = [self._names_to_keep(cursor, table) for table in tables]
+                for table in reversed(tables):
+                    # no CASCADE: a view someone built on a table stops the swap, loudly
+                    cursor.execute(f"DROP TABLE {self._name(table)}")
+                for table, keep in zip(tables, renames, strict=True):
+                    cursor.execute(
+                        f"ALTER TABLE {self._name(table + STAGING)} RENAME TO {_q(table)}"
+                    )
+                    for statement in keep:
+                        cursor.execute(statement)
+                self._set_position(cursor, projection, head)
+                cursor.execute(
+                    f"DELETE FROM {self._tracking()} WHERE application_name = %s",
+                    (staging,),
+                )
+        except (psycopg.Error, PersistenceError) as error:
+            raise ProjectionStoreError(f"swap of {projection} failed: {error}") from error
+        return head
+
+    def _foreign_keys(self, cursor: Any, table: str) -> list[tuple[str, str]]:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(c.oid) AS definition FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE c.contype = 'f' AND t.relname = %s AND n.nspname = %s ORDER BY conname",
+            (table, self.schema),
+        )
+        return [(row["conname"], row["definition"]) for row in cursor.fetchall()]
+
+    def _names_to_keep(self, cursor: Any, table: str) -> list[str]:
+        """Statements that give the staging table's indexes, foreign keys and id sequence the
+        live table's names once it takes its place (and keep the sequence alive)."""
+        statements: list[str] = []
+        live = self._indexes(cursor, table)
+        for name, definition in self._indexes(cursor, table + STAGING).items():
+            shape = _index_shape(definition, name, table + STAGING)
+            match = next((n for n, d in live.items() if _index_shape(d, n, table) == shape), None)
+            if match is not None:
+                statements.append(f"ALTER INDEX {self._name(name)} RENAME TO {_q(match)}")
+        for name, _ in self._foreign_keys(cursor, table + STAGING):
+            if name.endswith(STAGING):
+                statements.append(
+                    f"ALTER TABLE {self._name(table)} RENAME CONSTRAINT "
+                    f"{_q(name)} TO "
+                    f"{_q(name.removesuffix(STAGING))}"
+                )
+        cursor.execute(
+            "SELECT s.relname AS sequence, a.attname AS column FROM pg_depend d "
+            "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+            "JOIN pg_class t ON t.oid = d.refobjid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+            "WHERE t.relname = %s AND n.nspname = %s AND d.deptype = 'a'",
+            (table, self.schema),
+        )
+        for row in cursor.fetchall():
+            cursor.execute(
+                f"ALTER SEQUENCE {self._name(row['sequence'])} OWNED BY "
+                f"{self._name(table + STAGING)}.{_q(row['column'])}"
+            )
+        return statements
+
+    def _indexes(self, cursor: Any, table: str) -> dict[str, str]:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+            (self.schema, table),
+        )
+        return {row["indexname"]: row["indexdef"] for row in cursor.fetchall()}
+
+    # ----- reading ----------------------------------------------------------------------------
+
+    def tables(self, names: Sequence[str]) -> list[TableState]:
+        states = []
+        with self.datastore.transaction(commit=False) as cursor:
+            for name in names:
+                cursor.execute(f"SELECT count(*) AS n FROM {self._name(name)}")
+                states.append(TableState(name, int(cursor.fetchone()["n"])))
+        return states
+
+    def rows(self, table: str, order_by: str = "id") -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT * FROM {self._name(table)} ORDER BY {_q(order_by)}")
+            return [dict(row) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def _retarget(definition: str, tables: Sequence[str], qualified: Callable[[str], str]) -> str:
+    """A foreign key of a staged table points at the staged copy of a table staged with it."""
+
+    def repl(match: re.Match[str]) -> str:
+        bare = match.group(2).split(".")[-1].strip('"')
+        if bare in tables:
+            return f"{match.group(1)}{qualified(bare + STAGING)}("
+        return match.group(0)
+
+    return re.sub(r"(REFERENCES\s+)([\w.\"]+)\(", repl, definition)
+
+
+def _index_shape(definition: str, index: str, table: str) -> str:
+    """An index definition with its own name and its table's name taken out."""
+    shape = definition.replace(f" {index} ", " ? ", 1)
+    return re.sub(rf"\.{re.escape(table)} ", ".? ", shape).replace(f" {table} ", " ? ")
+
+
+def postgres_projection_store(
+    database_url: str, schema: str | None = None
+) -> PostgresProjectionStore:
+    env = postgres_env(database_url, schema)
+    datastore = PostgresDatastore(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=float(env["POSTGRES_CONNECT_TIMEOUT"]),
+        pool_size=2,
+        schema=env["POSTGRES_SCHEMA"],
+    )
+    store = PostgresProjectionStore(datastore)
+    store.create_table()
+    return store
+
+
+class PostgresLogWatcher:
+    """LISTEN on the event table's channel (the library NOTIFYs it on every insert), on a
+    connection of its own. A notification can be lost (the connection dropped, a pooler in
+    between), so `wait` always returns by its timeout, and a broken connection is reopened on
+    the next call rather than ending the watch."""
+
+    def __init__(self, database_url: str, channel: str = "ledger_events") -> None:
+        self._conninfo = connection_string(postgres_env(database_url))
+        self._channel = channel
+        self._conn: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self._conn = conn
+        return self._conn
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection (what an operator would terminate)."""
+        return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            for _ in self._connect().notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.OperationalError:
+            self.close()  # reopened, and LISTENed again, on the next wait
+        return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None

@@ -1,0 +1,233 @@
+"""The read models: how order and position events become rows of the seed's tables.
+
+Each projection keeps the aggregates it has seen (as of the last event applied) and, for each
+event, applies the event to that state exactly as the domain does and writes the resulting
+row whole. Rows are therefore never computed by SQL arithmetic that could drift from the
+domain; re-applying a row is harmless; and the first event an unseen aggregate meets (after a
+restart) loads its state as of the event before from the store.
+
+A row's id is the log position of the event that created it, so the same log always gives the
+same rows, ids included, however often and in whatever batches it is replayed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.order import Order
+from domain.position import Position
+from domain.values import ZERO
+from ports.event_store import EventStore, RecordedEvent
+from ports.projections import Lookup, RowChange
+
+CACHED_AGGREGATES = 20_000  # per projection; an evicted one is reloaded when next needed
+
+ORDER_EVENTS = (
+    Order.Submitted,
+    Order.Accepted,
+    Order.Rejected,
+    Order.Filled,
+    Order.CancelRequested,
+    Order.Canceled,
+)
+POSITION_EVENTS = (Position.Created, Position.FillApplied)
+
+
+class Projection(Protocol):
+    name: str  # its position in the log is kept under this name
+    tables: tuple[str, ...]  # the tables it owns, in the order rows must be written
+
+    def changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
+        """The rows a page of the log changes (each touched row once, as it ends up).
+        Raises `EventNotApplicable` naming the event it could not apply."""
+        ...
+
+    def forget(self) -> None:
+        """Drop what it remembers (its position moved under it)."""
+        ...
+
+
+class EventNotApplicable(Exception):
+    def __init__(self, recorded: RecordedEvent, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.recorded = recorded
+
+
+class _AggregateCache:
+    """The state of each aggregate as of the last event this projection applied to it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._states: OrderedDict[UUID, Any] = OrderedDict()
+
+    def apply(self, recorded: RecordedEvent) -> Any:
+        try:
+            before = self._states.pop(recorded.aggregate_id, None)
+            if before is not None and before.version != recorded.version - 1:
+                before = None  # not the state this event follows: load the right one
+            if before is None and recorded.version > Order.INITIAL_VERSION:
+                before = self._store.state_at(recorded.aggregate_id, recorded.version - 1)
+            after = recorded.event.mutate(before)
+        except Exception as error:
+            self.clear()
+            raise EventNotApplicable(recorded, error) from error
+        self._states[recorded.aggregate_id] = after
+        if len(self._states) > CACHED_AGGREGATES:
+            self._states.popitem(last=False)
+        return after
+
+    def clear(self) -> None:
+        self._states.clear()
+
+
+@dataclass
+class _Touched:
+    """An aggregate a page changed: where its row would start, its last event, its state."""
+
+    first: int
+    last: RecordedEvent
+    state: Any
+
+
+def _touch(touched: dict[UUID, _Touched], recorded: RecordedEvent, state: Any) -> None:
+    seen = touched.get(recorded.aggregate_id)
+    first = seen.first if seen is not None else recorded.position
+    touched[recorded.aggregate_id] = _Touched(first, recorded, state)
+
+
+class OrdersProjection:
+    """`orders` (one row per order, its current state) and `executions` (one row per fill)."""
+
+    name = "orders"
+    tables = ("orders", "executions")
+
+    def __init__(self, store: EventStore) -> None:
+        self._orders = _AggregateCache(store)
+
+    def changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
+        touched: dict[UUID, _Touched] = {}
+        fills: list[RowChange] = []
+        for recorded in page:
+            event = recorded.event
+            if not isinstance(event, ORDER_EVENTS):
+                continue
+            order = self._orders.apply(recorded)
+            _touch(touched, recorded, order)
+            if isinstance(event, Order.Filled):
+                fills.append(execution_row(order, event, recorded))
+        rows = [self.order_row(t.state, t.first, t.last) for t in touched.values()]
+        return rows + fills
+
+    def order_row(self, order: Order, first: int, last: RecordedEvent) -> RowChange:
+        return order_row(order, first, last)
+
+    def forget(self) -> None:
+        self._orders.clear()
+
+
+class PositionsProjection:
+    """`positions`: one row per (exchange, symbol), as the position stands."""
+
+    name = "positions"
+    tables = ("positions",)
+
+    def __init__(self, store: EventStore) -> None:
+        self._positions = _AggregateCache(store)
+
+    def changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
+        touched: dict[UUID, _Touched] = {}
+        for recorded in page:
+            if isinstance(recorded.event, POSITION_EVENTS):
+                _touch(touched, recorded, self._positions.apply(recorded))
+        return [position_row(t.state, t.first, t.last) for t in touched.values()]
+
+    def forget(self) -> None:
+        self._positions.clear()
+
+
+def order_row(order: Order, first: int, recorded: RecordedEvent) -> RowChange:
+    return RowChange(
+        table="orders",
+        key=("engine_order_id",),
+        insert_only=frozenset({"id", "created_at"}),
+        values={
+            "id": first,
+            "exchange": str(order.exchange),
+            "symbol": str(order.symbol),
+            # the seed's column is the exchange's id; until it is known, the id we sent
+            "order_id": order.exchange_order_id or str(order.id),
+            "signal_id": Lookup("signals", "id", "signal_id", order.signal_id),
+            "side": order.side.value,
+            "order_type": order.order_type.value,
+            "price": order.price,
+            "size": order.size,
+            "status": order.status.value,
+            "filled_size": order.filled_size,
+            "average_price": order.average_price,
+            "timestamp": order.created_on,
+            "created_at": order.created_on,
+            "updated_at": recorded.timestamp,
+            "engine_order_id": order.id,
+            "signal_key": order.signal_id,
+            "time_in_force": order.time_in_force.value,
+            "settle": order.settle,
+            "cancel_type": order.cancel_type.value if order.cancel_type else None,
+            "reject_code": order.reject_code,
+            "reject_message": order.reject_message,
+            "last_position": recorded.position,
+        },
+    )
+
+
+def execution_row(order: Order, fill: Order.Filled, recorded: RecordedEvent) -> RowChange:
+    return RowChange(
+        table="executions",
+        key=("execution_id",),
+        update=False,  # a fill never changes; the order refuses a duplicate execution id
+        values={
+            "id": recorded.position,
+            "exchange": str(order.exchange),
+            "symbol": str(order.symbol),
+            "order_id": Lookup("orders", "id", "engine_order_id", order.id),
+            "execution_id": fill.execution_id,
+            "side": order.side.value,
+            "price": fill.price,
+            "size": fill.size,
+            "fee": fill.fee,
+            "timestamp": fill.executed_at,
+            "created_at": recorded.timestamp,
+            "engine_order_id": order.id,
+            "source": fill.source,
+        },
+    )
+
+
+def position_row(position: Position, first: int, recorded: RecordedEvent) -> RowChange:
+    return RowChange(
+        table="positions",
+        key=("exchange", "symbol"),
+        insert_only=frozenset({"id"}),
+        values={
+            "id": first,
+            "exchange": str(position.exchange),
+            "symbol": str(position.symbol),
+            "side": position.side.value,
+            "size": position.size,
+            "average_price": position.average_price or ZERO,
+            "unrealized_pnl": ZERO,  # needs a mark price, which the log does not hold
+            "realized_pnl": position.realized_pnl,
+            "updated_at": recorded.timestamp,
+            "fees_paid": position.fees_paid,
+            "fill_count": position.fill_count,
+            "closed_trips": position.closed_trips,
+            "last_position": recorded.position,
+        },
+    )
+
+
+def all_projections(store: EventStore) -> list[Projection]:
+    return [OrdersProjection(store), PositionsProjection(store)]
