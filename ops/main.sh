@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: no servers needed (SQLite file under ./data).
-#   1. the Strategy module over the bundled GMO trades sample (in-process stream → bars →
-#      indicators → strategy → signals stored in SQLite and put on the in-process signal stream);
-#   2. a scripted order lifecycle on the event-sourced core, printed as an audit trail.
-# Usage: ops/main.sh                      (both)
+# A backtest over generated 1-minute bars: the live strategy and execution loops with the
+# simulated exchange; prints the metrics and where the report is.
+# Usage: ops/main.sh                      (the backtest)
 #        ops/main.sh SUBCOMMAND [ARGS...]  (any trading-engine subcommand instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ops/bootstrap.sh
 if [ "$#" -gt 0 ]; then exec .venv/bin/trading-engine "$@"; fi
-.venv/bin/trading-engine simulate
-.venv/bin/trading-engine demo
+out="data/backtest-$(date -u +%Y%m%dT%H%M%SZ)"
+DATABASE_URL="sqlite:///$PWD/$out/events.sqlite3" .venv/bin/trading-engine backtest \
+  --synthetic 10000 --seed 1 --cash 1000000 --commission 0.001 \
+  --param fast_window=10 --param slow_window=20 --out "$out"

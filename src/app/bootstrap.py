@@ -6,9 +6,11 @@ Everything else receives ports. `DATABASE_URL` picks the event store:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,25 +19,31 @@ import redis
 
 from adapters.brokers.ccxt_broker import CcxtBroker
 from adapters.brokers.gmo import GmoBroker
+from adapters.brokers.simulated import SimulatedExchange
+from adapters.clocks.manual import ManualClock
 from adapters.clocks.system import SystemClock
 from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
+from adapters.marketdata.bar_files import read_bars
 from adapters.marketdata.gmo_messages import entry_fields
 from adapters.marketdata.in_process import InProcessLog, InProcessSource
 from adapters.marketdata.redis_streams import RedisStreamsSource
 from adapters.marketdata.stream_writer import publish_trades
 from adapters.marketdata.synthetic import synthetic_trades
+from adapters.marketdata.synthetic_bars import synthetic_bars
 from adapters.marketdata.trade_files import read_gmo_trades
 from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
 from adapters.projections.sqlite import sqlite_projection_store
-from adapters.signals.in_process_bus import InProcessSignalPublisher
+from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
 from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
 from adapters.sql.connections import connect_postgres, connect_sqlite
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
 from adapters.strategies.registry import UnknownStrategy, create_strategy
+from app.backtest import ALL_IN, BarBacktest, EquitySizer, HeldSignals, Marks
+from app.backtest_trades import TradeBacktest
 from app.config import ConfigError, Settings
 from app.execution import ExecutionService, ExecutionSettings
 from app.execution_loop import ExecutionLoop
@@ -46,9 +54,10 @@ from app.projections import all_projections
 from app.strategy_loop import StrategyFactory, StrategyLoop
 from domain.errors import InvalidValue
 from domain.market import Trade
+from domain.models import OHLCV
 from domain.risk import RiskLimits
-from domain.sizing import GMO_RULES
-from domain.values import OrderType, Timeframe
+from domain.sizing import GMO_RULES, SymbolRules
+from domain.values import ZERO, Exchange, OrderType, Symbol, Timeframe
 from ports.broker import Broker
 from ports.clock import Clock
 from ports.event_store import EventStore
@@ -298,7 +307,10 @@ def publish_to_redis(settings: Settings, trades: Iterable[Trade], speed: float, 
 
 
 def open_broker(settings: Settings) -> Broker:
-    """GMO's native adapter for `gmo`, ccxt for any other exchange id."""
+    """GMO's native adapter for `gmo`, ccxt for any other exchange id; with PAPER_TRADING,
+    the simulated exchange, filling against the market this process's strategy loop reads."""
+    if settings.PAPER_TRADING:
+        return SimulatedExchange(settings.EXCHANGE_NAME, borrowing=True)
     key, secret = settings.API_KEY.get_secret_value(), settings.API_SECRET.get_secret_value()
     if not key or not secret:
         raise ConfigError("execution needs API_KEY and API_SECRET for " + settings.EXCHANGE_NAME)
@@ -315,6 +327,20 @@ def open_broker(settings: Settings) -> Broker:
         raise ConfigError(
             f"EXCHANGE_NAME {settings.EXCHANGE_NAME!r} is neither gmo nor a ccxt exchange id"
         ) from None
+
+
+def connect_paper_market(strategy: StrategyLoop | None, execution: ExecutionLoop) -> None:
+    """With the simulated exchange, every trade the strategy loop reads is also shown to the
+    exchange, which fills orders against it: paper trading on the live market data."""
+    broker = execution.broker
+    if not isinstance(broker, SimulatedExchange):
+        return
+    if strategy is None:
+        raise ConfigError(
+            "PAPER_TRADING fills orders against the market data this process's strategy loop "
+            "reads: set ENABLE_STRATEGY=true too"
+        )
+    strategy.market_observers.append(broker.observe_trade)
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -343,6 +369,9 @@ def execution_loop(
     broker: Broker,
     subscriber: SignalSubscriber,
     clock: Clock | None = None,
+    *,
+    execution: ExecutionSettings | None = None,
+    monotonic: Callable[[], float] | None = None,
 ) -> ExecutionLoop:
     """The execution loop over any subscriber, broker and store (live, paper or simulated)."""
     clock = clock or SystemClock()
@@ -358,7 +387,7 @@ def execution_loop(
         broker,
         clock,
         risk_limits(settings),
-        execution_settings(settings),
+        execution or execution_settings(settings),
         pending_exposure=monitor.pending_exposure,
     )
     return ExecutionLoop(
@@ -367,10 +396,11 @@ def execution_loop(
         subscriber,
         store,
         broker,
-        exchange=settings.EXCHANGE_NAME,
-        symbols=list(settings.SYMBOLS),
+        exchange=(execution.exchange if execution else settings.EXCHANGE_NAME),
+        symbols=list(execution.rules) if execution else list(settings.SYMBOLS),
         poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS,
         clock=clock,
+        **({"monotonic": monotonic} if monotonic else {}),
     )
 
 
@@ -415,3 +445,264 @@ class _NoBroker:
 
     def __getattr__(self, attribute: str) -> Any:
         raise RuntimeError(f"no exchange is configured for this command ({attribute})")
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    cash: Decimal = Decimal(10_000)
+    commission: Decimal = ZERO
+    slippage: Decimal = ZERO
+    allow_short: bool = True
+    fraction: Decimal | None = ALL_IN  # all-in sizing; None: fixed `size`
+    size: Decimal | None = None
+    size_step: Decimal | None = None  # None: the exchange's rule if known (BTC_JPY 0.001), else 1
+    strategy_overrides: dict[str, Any] | None = None
+
+
+BACKTEST_EXCHANGE = "simulated"
+
+
+@dataclass
+class _BacktestWiring:
+    """What bar and trade backtests share: everything but the market data and the driver."""
+
+    store: EventStore
+    tables: PostgresStrategyTables | SqliteStrategyTables
+    clock: ManualClock
+    exchange: SimulatedExchange
+    log: InProcessLog
+    held: HeldSignals
+    marks: Marks
+    execution: ExecutionLoop
+    strategy: StrategyLoop
+    parameters: dict[str, Any]
+
+    def close(self) -> None:
+        self.tables.close()
+        self.store.close()
+
+
+def _backtest_wiring(
+    settings: Settings,
+    options: BacktestOptions,
+    *,
+    venue: str,
+    symbols: list[str],
+    first: datetime,
+    timeframe: Timeframe,
+    fill_rule: str,
+    fill_market_at: str,
+    log: InProcessLog | None = None,
+) -> _BacktestWiring:
+    clock = ManualClock(first)
+    store = open_event_store(settings.DATABASE_URL)
+    tables = _backtest_tables(settings.DATABASE_URL)
+    steps = {
+        symbol: options.size_step
+        or (GMO_RULES[symbol].size_step if symbol in GMO_RULES else Decimal(1))
+        for symbol in symbols
+    }
+    rules = {
+        symbol: SymbolRules(Symbol(symbol), step, step, TICK) for symbol, step in steps.items()
+    }
+    exchange = SimulatedExchange(
+        venue,
+        fee_rate=options.commission,
+        slippage=options.slippage,
+        rules=rules,
+        clock=clock,
+        borrowing=True,
+        fill_market_at=fill_market_at,
+    )
+    log = log or InProcessLog()  # the trades are on it before the strategy's group is made
+    held = HeldSignals(InProcessSignalPublisher(log))
+    marks = Marks()
+    sizer = None
+    if options.fraction is not None:
+        sizer = EquitySizer(
+            store,
+            venue,
+            symbols,
+            options.cash,
+            options.commission,
+            options.slippage,
+            options.fraction,
+            steps,
+            marks,
+        )
+    run_settings = settings.model_copy(
+        update={
+            "STARTING_EQUITY": options.cash,
+            "ENABLE_SHORTING": options.allow_short,
+            "ORDER_TYPE": "MARKET",
+        }
+    )
+    execution = execution_loop(
+        run_settings,
+        store,
+        exchange,
+        InProcessSignalSubscriber(log, venue, consumer="backtest"),
+        clock,
+        execution=ExecutionSettings(
+            exchange=venue,
+            order_type=OrderType.MARKET,
+            order_size=options.size or min(steps.values()),
+            allow_short=options.allow_short,
+            rules=rules,
+            sizer=sizer,
+        ),
+        monotonic=lambda: clock.now().timestamp(),
+    )
+    overrides = {"allow_short": options.allow_short, **(options.strategy_overrides or {})}
+    strategy = StrategyLoop(
+        InProcessSource(
+            log,
+            list(MARKET_STREAMS),
+            STRATEGY_GROUP,
+            "backtest",
+            "md:dead-letter",
+            exchanges={venue},
+        ),
+        tables,
+        tables,
+        held,
+        strategy_factory(run_settings, overrides),
+        [timeframe],
+        timeframe,
+        clock,
+        batch_size=settings.STRATEGY_BATCH_SIZE,
+        block_ms=0,
+        tick_grace=None,
+    )
+    parameters = {
+        "strategy": settings.STRATEGY_NAME,
+        "strategy_parameters": strategy_parameters(run_settings, overrides),
+        "exchange": venue,
+        "symbols": symbols,
+        "timeframe": str(timeframe),
+        "cash": str(options.cash),
+        "commission": str(options.commission),
+        "slippage": str(options.slippage),
+        "sizing": "fixed " + str(options.size) if options.fraction is None else "all-in",
+        "size_step": {symbol: str(step) for symbol, step in steps.items()},
+        "fill_rule": fill_rule,
+        "allow_short": options.allow_short,
+        "database_url": settings.DATABASE_URL,
+    }
+    return _BacktestWiring(
+        store, tables, clock, exchange, log, held, marks, execution, strategy, parameters
+    )
+
+
+def bar_backtest(
+    settings: Settings, bars: dict[str, list[OHLCV]], options: BacktestOptions
+) -> tuple[BarBacktest, Any]:
+    """The live loops wired for a backtest over closed bars: the in-process bus, the
+    simulated exchange (market orders at the next bar's open), a simulated clock, and the
+    event store and tables `DATABASE_URL` names. The bars name the run's exchange: each run
+    its own (`backtest_<id>`), so runs sharing one store keep their positions, decisions and
+    signal ids apart."""
+    wiring = _backtest_wiring(
+        settings,
+        options,
+        venue=str(next(iter(bars.values()))[0].exchange),
+        symbols=list(bars),
+        first=min(bar.timestamp for series in bars.values() for bar in series),
+        timeframe=next(iter(bars.values()))[0].timeframe,
+        fill_rule="next bar open",
+        fill_market_at="next_trade",
+    )
+    backtest = BarBacktest(
+        bars,
+        strategy=wiring.strategy,
+        held=wiring.held,
+        execution=wiring.execution,
+        market=wiring.exchange,
+        clock=wiring.clock,
+        store=wiring.store,
+        marks=wiring.marks,
+        cash=options.cash,
+        exchange=str(wiring.exchange.name),
+        parameters=wiring.parameters,
+    )
+    return backtest, wiring.close
+
+
+def trade_backtest(
+    settings: Settings,
+    trades: list[Trade],
+    options: BacktestOptions,
+    *,
+    venue: str,
+    timeframe: Timeframe,
+) -> tuple[TradeBacktest, Any]:
+    """The live loops over a trades file: the strategy builds bars from the trades, the
+    simulated exchange fills market orders at the next trade (after the signal)."""
+    if not trades:
+        raise ConfigError("the trades file holds no trades")
+    trades = [replace(t, exchange=Exchange(venue)) for t in trades]
+    log = InProcessLog()
+    for trade in trades:
+        log.append("md:trade", entry_fields(trade))
+    wiring = _backtest_wiring(
+        settings,
+        options,
+        venue=venue,
+        symbols=sorted({str(t.symbol) for t in trades}),
+        first=trades[0].timestamp,
+        timeframe=timeframe,
+        fill_rule="next trade",
+        fill_market_at="next_trade",
+        log=log,
+    )
+    backtest = TradeBacktest(
+        trades,
+        timeframe=timeframe,
+        strategy=wiring.strategy,
+        held=wiring.held,
+        execution=wiring.execution,
+        market=wiring.exchange,
+        clock=wiring.clock,
+        store=wiring.store,
+        marks=wiring.marks,
+        cash=options.cash,
+        exchange=venue,
+        parameters=wiring.parameters,
+    )
+    return backtest, wiring.close
+
+
+TICK = Decimal("0.00000001")
+
+
+def synthetic_bar_set(
+    count: int, seed: int, symbol: str = "BTC_JPY", exchange: str = BACKTEST_EXCHANGE
+) -> dict[str, list[OHLCV]]:
+    """Generated 1-minute bars for a first backtest with no data at hand."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return {symbol: synthetic_bars(symbol, exchange, start=start, seed=seed, count=count)}
+
+
+def read_bar_files(
+    paths: Iterable[Path], symbols: list[str] | None = None, exchange: str = BACKTEST_EXCHANGE
+) -> dict[str, list[OHLCV]]:
+    """One bar file per symbol (symbol from the file name unless given), for a backtest."""
+    return read_bars(list(paths), exchange=exchange, symbols=symbols)
+
+
+def read_trade_file(path: Path) -> list[Trade]:
+    """A GMO trades file (the public download's CSV, gzipped or not)."""
+    return list(read_gmo_trades(path))
+
+
+def new_backtest_venue() -> str:
+    """A run's own exchange name."""
+    return f"backtest_{uuid.uuid4().hex[:8]}"
+
+
+def _backtest_tables(database_url: str) -> PostgresStrategyTables | SqliteStrategyTables:
+    if urlsplit(database_url).scheme == "memory":  # nothing kept: tables in memory too
+        conn = connect_sqlite(":memory:")
+        migrate_sqlite(conn)
+        return SqliteStrategyTables(conn)
+    return open_strategy_tables(database_url)

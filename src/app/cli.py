@@ -26,6 +26,7 @@ from app.audit_signal import UnknownSignal, audit_signal, signal_document
 from app.audit_view import json_text, print_order_audit, print_signal_audit
 from app.bootstrap import (
     bootstrap,
+    connect_paper_market,
     live_execution_loop,
     live_strategy_loop,
     projections,
@@ -36,7 +37,9 @@ from app.bootstrap import (
     trading_control,
 )
 from app.bootstrap import migrate as bootstrap_migrate
+from app.cli_backtest import backtest
 from app.cli_projections import projections_cli
+from app.cli_sweep import sweep
 from app.config import ConfigError, load_settings
 from app.demo import order_summary, scripted_lifecycle
 from app.projection_runner import ProjectionFailed, follow_all
@@ -163,6 +166,7 @@ def run() -> None:
         if settings.ENABLE_EXECUTION:
             execution, close = live_execution_loop(settings)
             closers.append(close)
+            connect_paper_market(strategy, execution)
     except ConfigError as error:
         _close_all(closers)
         raise _fail(str(error)) from None
@@ -269,6 +273,8 @@ def _close_all(closers: list) -> None:
 
 
 cli.add_typer(projections_cli, name="projections")
+cli.command("backtest")(backtest)
+cli.command("sweep")(sweep)
 
 risk_cli = typer.Typer(help="The trading state: status, kill switch, resume.", no_args_is_help=True)
 cli.add_typer(risk_cli, name="risk")

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     STRATEGY_NAME: str = "moving_average_cross"
     ENABLE_STRATEGY: bool = True
     ENABLE_EXECUTION: bool = True
+    # Orders to the simulated exchange, filled against the live market data, not to the API.
+    PAPER_TRADING: bool = False
     # Keep the orders / executions / positions tables current from the event log (`run`).
     ENABLE_PROJECTIONS: bool = True
     PROJECTION_POLL_INTERVAL_SECONDS: float = Field(default=1.0, gt=0, le=60)

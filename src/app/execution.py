@@ -40,6 +40,10 @@ from ports.event_store import ConcurrencyConflict, EventStore
 log = logging.getLogger(__name__)
 
 
+# How big a new position is: (signal, current signed quantity) -> size. None: `order_size`.
+Sizer = Callable[[Signal, Decimal], Decimal]
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionSettings:
     exchange: str
@@ -47,6 +51,7 @@ class ExecutionSettings:
     order_size: Decimal
     allow_short: bool
     rules: dict[str, SymbolRules]
+    sizer: Sizer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,11 @@ class ExecutionService:
         return plan_orders(
             signal.action,
             quantity,
-            order_size=self._settings.order_size,
+            order_size=(
+                self._settings.sizer(signal, quantity)
+                if self._settings.sizer is not None
+                else self._settings.order_size
+            ),
             order_type=self._settings.order_type,
             price_ref=signal.price_ref,
             rules=rules,

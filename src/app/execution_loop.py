@@ -100,6 +100,14 @@ class ExecutionLoop:
             self.step(block_ms)
         return self.stats
 
+    @property
+    def broker(self) -> Broker:
+        return self._broker
+
+    @property
+    def live_orders(self) -> bool:
+        return self._live()
+
     def _live(self) -> bool:
         return bool(self._monitor.tracked)
 

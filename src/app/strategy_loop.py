@@ -82,6 +82,8 @@ class StrategyLoop:
         self._symbols: dict[tuple[Exchange, Symbol], _SymbolState] = {}
         self._pending: list[MarketEntry] = []  # delivered, in open bars, not yet acknowledged
         self._started = False
+        # Shown every trade as it is read (a simulated exchange paper-trading on this feed).
+        self.market_observers: list[Callable[[Trade], None]] = []
 
     # ----- life cycle -----------------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class StrategyLoop:
                 settled.append(entry)
                 continue
             self.stats.trades += 1
+            for observe in self.market_observers:
+                observe(event)
             state = self._symbols.get((event.exchange, event.symbol)) or self._open_symbol(
                 event.exchange, event.symbol, resume_before=None
             )
@@ -173,6 +177,14 @@ class StrategyLoop:
                 closed.extend(state.bars.tick(now))
         self._store_and_decide(closed)
         self._ack_settled(settled)
+
+    def on_bars(self, closed: Sequence[OHLCV]) -> None:
+        """Bars that arrive closed (bar files in a backtest): stored and decided on exactly
+        as the bars this loop builds from trades."""
+        for bar in closed:
+            if (bar.exchange, bar.symbol) not in self._symbols:
+                self._open_symbol(bar.exchange, bar.symbol, bar.timestamp)
+        self._store_and_decide(closed)
 
     def _store_and_decide(self, closed: Sequence[OHLCV]) -> None:
         if not closed:

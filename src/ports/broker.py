@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from domain.market import Trade
+from domain.models import OHLCV
 from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
 
 
@@ -168,3 +170,11 @@ class Broker(Protocol):
     def positions(self, symbol: str) -> Sequence[ExchangePosition]:
         """Open margin positions on `symbol` (empty on spot)."""
         ...
+
+
+class MarketSimulator(Protocol):
+    """A simulated venue that is shown the market as it happens (backtests, paper runs)."""
+
+    def observe_bar(self, bar: OHLCV) -> None: ...
+
+    def observe_trade(self, trade: Trade) -> None: ...

@@ -137,6 +137,7 @@ class SimulatedExchange:
         quote: str = "JPY",
         clock: Clock | None = None,
         fill_market_at: str = "next_trade",
+        borrowing: bool = False,
     ) -> None:
         """`fee_rate` is the taker rate (market orders), `maker_fee_rate` the limit orders'
         (negative for a rebate); both are charged in the quote currency on each fill.
@@ -144,7 +145,9 @@ class SimulatedExchange:
         fills market orders in full on placement at the last price (like the GMO and ccxt
         stand-ins), without a volume limit; the default waits for the next trade or bar.
         Without a `clock`, order timestamps are the last market data's time (or the epoch),
-        so that runs stay reproducible."""
+        so that runs stay reproducible. `borrowing=True` makes the account a netting margin
+        account, as a backtest that shorts assumes: no funds checks on spot symbols, and a
+        balance may go negative (a short holds a negative base balance)."""
         if fill_market_at not in FILL_MARKET_AT:
             raise ValueError(f"fill_market_at must be one of {FILL_MARKET_AT}")
         if not ZERO < volume_participation <= Decimal(1):
@@ -161,6 +164,7 @@ class SimulatedExchange:
         self._quote = quote
         self._clock = clock
         self._fill_market_at = fill_market_at
+        self._borrowing = borrowing
         self._lock = threading.Lock()
         self._orders: dict[str, _Order] = {}
         self._live: dict[str, dict[str, _Order]] = {}  # symbol -> live orders, oldest first
@@ -234,7 +238,12 @@ class SimulatedExchange:
             maker = request.order_type is OrderType.LIMIT
             rate = self._maker_rate if maker else self._taker_rate
             reference = self._reference(request)
-            if not margin and request.side is Side.BUY and reference is not None:
+            if (
+                not margin
+                and request.side is Side.BUY
+                and reference is not None
+                and not self._borrowing
+            ):
                 _, quote = base_and_quote(request.symbol, self._quote)
                 need = buy_cost(reference, request.size, rate)
                 have = self._available(quote)
@@ -363,7 +372,7 @@ class SimulatedExchange:
         margin = Symbol(request.symbol).is_gmo_leverage
         if margin and request.settle == "CLOSE":
             self._check_close(request)
-        if not margin and request.side is Side.SELL:
+        if not margin and request.side is Side.SELL and not self._borrowing:
             base, _ = base_and_quote(request.symbol, self._quote)
             have = self._available(base)
             if size > have:
@@ -461,7 +470,7 @@ class SimulatedExchange:
                 ZERO,
             )
             short, size = size > held, min(size, held)
-        elif not order.margin:
+        elif not order.margin and not self._borrowing:
             if order.request.side is Side.BUY:
                 with money_context():
                     unit = price * (Decimal(1) + order.fee_rate)

@@ -20,13 +20,19 @@ import logging
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from adapters.marketdata.gmo_messages import MalformedEntry, parse_entry, reason_kind
+from adapters.marketdata.gmo_messages import (
+    KNOWN_EXCHANGES,
+    MalformedEntry,
+    parse_entry,
+    reason_kind,
+)
 from ports.market_data import MarketEntry, SourceStats
 
 T = TypeVar("T")
@@ -537,13 +543,16 @@ class InProcessSource:
         consumer: str,
         dead_letter_stream: str,
         reclaim_idle_ms: int = 30_000,
+        exchanges: Collection[str] = KNOWN_EXCHANGES,
     ) -> None:
+        """`exchanges`: the exchange names whose entries carry GMO's messages (a backtest
+        replays GMO's trades under its own run's name)."""
         self.log = log
         transport = InProcessTransport(
             log, streams, group, consumer, dead_letter_stream, reclaim_idle_ms
         )
         self._reader: StreamGroupReader[Any] = StreamGroupReader(
-            transport, parse_entry, MalformedEntry
+            transport, partial(parse_entry, exchanges=exchanges), MalformedEntry
         )
 
     def recover(self) -> list[MarketEntry]:

@@ -1,0 +1,291 @@
+"""A backtest: the live strategy and execution loops, driven bar by bar over past data.
+
+Nothing here trades differently from production: the StrategyLoop decides on each closed bar
+and publishes its signals; the ExecutionLoop reads them, applies risk and sizing, records the
+decision and the orders in the event store and places them on the (simulated) exchange; the
+order monitor records the fills into orders and positions. Only the adapters differ, and the
+order in which this driver lets time pass:
+
+    for each bar time t:  signals decided at bar closes up to t are released to the bus
+                          → execution handles them, sizing at the bar's open
+                          → the exchange is shown the bar: market orders fill at its open
+                          → the monitor records the fills
+                          → the strategy is shown the bar (closed at t + timeframe)
+                          → equity is marked at the bar's close
+
+so an order never fills at a price seen before the signal that caused it (no look-ahead),
+and the default fill rule is "next bar's open", as in backtesting.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
+from itertools import groupby
+from typing import Any, Protocol
+
+from app.backtest_results import BacktestResult, ClosedTrade, EquityPoint
+from app.execution_loop import ExecutionLoop
+from app.strategy_loop import StrategyLoop
+from domain.models import OHLCV, Signal
+from domain.position import Position
+from domain.values import ZERO, money_context
+from ports.broker import MarketSimulator
+from ports.event_store import EventStore
+from ports.signal_bus import SignalPublisher
+
+# backtesting.py's default `size`: "all available equity", as a fraction just below 1
+ALL_IN = Decimal(1) - Decimal(sys.float_info.epsilon)
+
+Progress = Callable[[int, int], None]  # (bars done, bars in all)
+
+
+class SettableClock(Protocol):
+    def now(self) -> datetime: ...
+
+    def set(self, to: datetime) -> None: ...
+
+
+class HeldSignals:
+    """The strategy's publisher in a backtest: holds each signal until the driver's time
+    reaches the moment it was decided (its bar's close), then puts it on the bus."""
+
+    def __init__(self, bus: SignalPublisher) -> None:
+        self._bus = bus
+        self._held: list[Signal] = []
+
+    def publish(self, signal: Signal) -> bool:
+        self._held.append(signal)
+        return True
+
+    def release(self, until: datetime) -> int:
+        due = [s for s in self._held if s.timestamp <= until]
+        if due:
+            self._held = [s for s in self._held if s.timestamp > until]
+            for signal in due:
+                self._bus.publish(signal)
+        return len(due)
+
+
+class Marks:
+    """The price each symbol would trade at now (the current bar's open while orders are
+    being decided), for sizing."""
+
+    def __init__(self) -> None:
+        self.prices: dict[str, Decimal] = {}
+
+    def __call__(self, symbol: str) -> Decimal:
+        return self.prices[symbol]
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySizer:
+    """backtesting.py's default sizing: a `fraction` of what the account could spend once the
+    current position is closed at `price` (cash + realized PnL, less what other open positions
+    hold), in whole size steps, at the price the order will pay: `price × (1 ± slippage)`
+    plus the commission on `price`."""
+
+    store: EventStore
+    exchange: str
+    symbols: Sequence[str]
+    cash: Decimal
+    commission: Decimal
+    slippage: Decimal
+    fraction: Decimal
+    steps: dict[str, Decimal]
+    price: Callable[[str], Decimal]
+
+    def __call__(self, signal: Signal, quantity: Decimal) -> Decimal:
+        symbol = str(signal.symbol)
+        price = self.price(symbol)
+        with money_context():
+            available = self.cash
+            for other in self.symbols:
+                position = self.store.find_position(self.exchange, other)
+                if position is None:
+                    continue
+                available += position.realized_pnl
+                if position.quantity == ZERO:
+                    continue
+                if other == symbol:  # closed first, at this price, paying the commission
+                    available += position.unrealized_pnl(price)
+                    available -= price * position.size * self.commission
+                else:
+                    available -= position.entry_cost + position.entry_fees
+            buying = signal.action.value == "enter_long"
+            slip = Decimal(1) + self.slippage if buying else Decimal(1) - self.slippage
+            unit = price * slip + price * self.commission
+            step = self.steps[symbol]
+            size = (available * self.fraction / unit / step).to_integral_value(ROUND_FLOOR)
+            return max(size * step, ZERO)
+
+
+class BarBacktest:
+    def __init__(
+        self,
+        bars: dict[str, list[OHLCV]],
+        *,
+        strategy: StrategyLoop,
+        held: HeldSignals,
+        execution: ExecutionLoop,
+        market: MarketSimulator,
+        clock: SettableClock,
+        store: EventStore,
+        marks: Marks,
+        cash: Decimal,
+        exchange: str,
+        parameters: dict[str, Any],
+    ) -> None:
+        self._bars, self._strategy, self._held = bars, strategy, held
+        self._execution, self._market, self._clock = execution, market, clock
+        self._store, self._marks, self._cash = store, marks, cash
+        self._exchange, self._parameters = exchange, parameters
+
+    def run(self, progress: Progress | None = None) -> BacktestResult:
+        timeline = sorted(
+            (bar for series in self._bars.values() for bar in series), key=lambda b: b.timestamp
+        )
+        equity: list[EquityPoint] = []
+        positions: dict[str, Position] = {}
+        seen_log = self._store.max_position()
+        self._execution.start()
+        done = 0
+        for moment, group in groupby(timeline, key=lambda b: b.timestamp):
+            bars = list(group)
+            self._clock.set(moment)
+            for bar in bars:
+                self._marks.prices[str(bar.symbol)] = bar.open
+            self._held.release(until=moment)
+            while self._execution.step(block_ms=0):
+                pass
+            for bar in bars:
+                self._market.observe_bar(bar)
+            if self._execution.live_orders:
+                self._execution.poll()
+            head = self._store.max_position()
+            if head != seen_log:  # something was recorded: positions may have moved
+                seen_log = head
+                for symbol in self._bars:
+                    position = self._store.find_position(self._exchange, symbol)
+                    if position is not None:
+                        positions[symbol] = position
+            self._strategy.on_bars(bars)
+            for bar in bars:
+                self._marks.prices[str(bar.symbol)] = bar.close
+            equity.append(self._mark(moment, positions))
+            done += len(bars)
+            if progress is not None:
+                progress(done, len(timeline))
+        index = {
+            symbol: {bar.timestamp: n for n, bar in enumerate(series)}
+            for symbol, series in self._bars.items()
+        }
+        return BacktestResult(
+            initial_cash=self._cash,
+            equity=equity,
+            trades=closed_trades(
+                self._store, self._exchange, lambda s, t: index.get(s, {}).get(t, -1)
+            ),
+            fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
+            prices={
+                symbol: [(b.timestamp, b.close) for b in series]
+                for symbol, series in self._bars.items()
+            },
+            parameters=self._parameters,
+        )
+
+    def _mark(self, moment: datetime, positions: dict[str, Position]) -> EquityPoint:
+        return mark(moment, self._cash, positions, self._marks.prices)
+
+
+def mark(
+    moment: datetime, cash: Decimal, positions: dict[str, Position], prices: dict[str, Decimal]
+) -> EquityPoint:
+    """Equity at `moment`: cash, realized PnL, and open positions valued at `prices`."""
+    with money_context():
+        value = cash
+        exposed = False
+        for symbol, position in positions.items():
+            value += position.realized_pnl
+            if position.quantity != ZERO:
+                exposed = True
+                value += position.unrealized_pnl(prices[symbol])
+    return EquityPoint(moment, value, exposed)
+
+
+@dataclass
+class _Lot:
+    side: str
+    size: Decimal
+    price: Decimal
+    fee: Decimal  # the entry fee still attached to `size`
+    time: datetime
+
+
+def closed_trades(
+    store: EventStore, exchange: str, bar_of: Callable[[str, datetime], int]
+) -> list[ClosedTrade]:
+    """Round trips from `exchange`'s fills in the log (a store may hold several runs), matched
+    first in, first out per symbol (a close filled in parts, or one that also opens the other
+    way, splits accordingly). `bar_of(symbol, time)` numbers the bar a fill happened in."""
+    symbol_of: dict[Any, str] = {}
+    lots: dict[str, list[_Lot]] = defaultdict(list)
+    trades: list[ClosedTrade] = []
+    for recorded in _log(store):
+        event = recorded.event
+        if isinstance(event, Position.Created):
+            if event.exchange == exchange:
+                symbol_of[recorded.aggregate_id] = event.symbol
+            continue
+        if not isinstance(event, Position.FillApplied) or recorded.aggregate_id not in symbol_of:
+            continue
+        symbol = symbol_of[recorded.aggregate_id]
+        side = "LONG" if event.side == "BUY" else "SHORT"
+        size, fee = event.size, event.fee
+        with money_context():
+            open_lots = lots[symbol]
+            while size > ZERO and open_lots and open_lots[0].side != side:
+                lot = open_lots[0]
+                taken = min(lot.size, size)
+                entry_fee = lot.fee * taken / lot.size
+                exit_fee = fee * taken / size
+                direction = 1 if lot.side == "LONG" else -1
+                pnl = (event.price - lot.price) * taken * direction - entry_fee - exit_fee
+                trades.append(
+                    ClosedTrade(
+                        symbol=symbol,
+                        side=lot.side,
+                        size=taken,
+                        entry_time=lot.time,
+                        exit_time=event.executed_at,
+                        entry_price=lot.price,
+                        exit_price=event.price,
+                        pnl=pnl,
+                        fees=entry_fee + exit_fee,
+                        entry_bar=bar_of(symbol, lot.time),
+                        exit_bar=bar_of(symbol, event.executed_at),
+                    )
+                )
+                lot.fee -= entry_fee
+                lot.size -= taken
+                fee -= exit_fee
+                size -= taken
+                if lot.size == ZERO:
+                    open_lots.pop(0)
+            if size > ZERO:
+                open_lots.append(_Lot(side, size, event.price, fee, event.executed_at))
+    return trades
+
+
+def _log(store: EventStore, page: int = 5000) -> Iterable[Any]:
+    start = 1
+    while True:
+        events = store.read_log(start, page)
+        yield from events
+        if len(events) < page:
+            return
+        start = events[-1].position + 1

@@ -1,0 +1,115 @@
+"""A backtest over trades (GMO's trade files): the same loops as `BarBacktest`, with time
+passing trade by trade, as it does live.
+
+For each trade, in the order of the data:
+
+    the exchange is shown the trade: orders placed before it fill at its price
+    → the monitor records the fills
+    → signals decided at bar closes up to the trade's time are released to the bus
+    → execution handles them (sized at this trade's price): they fill at a later trade
+
+which is what happens live, where the trade that closes a bar reaches the strategy before
+the signal exists. The strategy loop reads the trades from the in-process stream in
+batches, ahead of this walk; its signals wait in `HeldSignals` until their time comes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from app.backtest import HeldSignals, Marks, Progress, SettableClock, closed_trades, mark
+from app.backtest_results import BacktestResult, EquityPoint
+from app.execution_loop import ExecutionLoop
+from app.strategy_loop import StrategyLoop
+from domain.bars import bucket_start
+from domain.market import Trade
+from domain.position import Position
+from domain.values import ZERO, Timeframe
+from ports.broker import MarketSimulator
+from ports.event_store import EventStore
+
+
+class TradeBacktest:
+    def __init__(
+        self,
+        trades: Sequence[Trade],
+        *,
+        timeframe: Timeframe,
+        strategy: StrategyLoop,
+        held: HeldSignals,
+        execution: ExecutionLoop,
+        market: MarketSimulator,
+        clock: SettableClock,
+        store: EventStore,
+        marks: Marks,
+        cash: Decimal,
+        exchange: str,
+        parameters: dict[str, Any],
+    ) -> None:
+        self._trades, self._timeframe = trades, timeframe
+        self._strategy, self._held, self._execution = strategy, held, execution
+        self._market, self._clock, self._store = market, clock, store
+        self._marks, self._cash = marks, cash
+        self._exchange, self._parameters = exchange, parameters
+
+    def run(self, progress: Progress | None = None) -> BacktestResult:
+        symbols = sorted({str(t.symbol) for t in self._trades})
+        positions: dict[str, Position] = {}
+        equity: list[EquityPoint] = []
+        closes: dict[str, list[tuple[datetime, Decimal]]] = {s: [] for s in symbols}
+        bucket: datetime | None = None
+        seen_log = self._store.max_position()
+        self._execution.start()
+        done = 0
+        while done < len(self._trades):
+            read = self._strategy.step()  # the strategy runs ahead; its signals are held
+            if not read:
+                break
+            for trade in self._trades[done : done + read]:
+                symbol = str(trade.symbol)
+                start = bucket_start(trade.timestamp, self._timeframe)
+                if bucket is not None and start != bucket:
+                    equity.append(mark(bucket, self._cash, positions, self._marks.prices))
+                bucket = start
+                self._clock.set(trade.timestamp)
+                self._market.observe_trade(trade)
+                if self._execution.live_orders:
+                    self._execution.poll()
+                head = self._store.max_position()
+                if head != seen_log:
+                    seen_log = head
+                    for name in symbols:
+                        found = self._store.find_position(self._exchange, name)
+                        if found is not None:
+                            positions[name] = found
+                self._marks.prices[symbol] = trade.price
+                series = closes[symbol]
+                if series and series[-1][0] == start:
+                    series[-1] = (start, trade.price)
+                else:
+                    series.append((start, trade.price))
+                if self._held.release(until=trade.timestamp):
+                    while self._execution.step(block_ms=0):
+                        pass
+            done += read
+            if progress is not None:
+                progress(done, len(self._trades))
+        if bucket is not None:
+            equity.append(mark(bucket, self._cash, positions, self._marks.prices))
+        starts = {s: [t for t, _ in series] for s, series in closes.items()}
+
+        def bar_of(symbol: str, moment: datetime) -> int:
+            return bisect_right(starts.get(symbol, []), moment) - 1
+
+        return BacktestResult(
+            initial_cash=self._cash,
+            equity=equity,
+            trades=closed_trades(self._store, self._exchange, bar_of),
+            fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
+            prices=closes,
+            parameters=self._parameters,
+        )
