@@ -107,10 +107,20 @@ class TradingControl(Aggregate):
         symbol: str
         pnl: Decimal
         at: datetime
+        # Results before this time can no longer fall inside the drawdown window: they are
+        # summed into `settled_pnl` and dropped, so the aggregate stays small however long it
+        # trades (None in events recorded before this existed: nothing is folded).
+        settle_before: datetime | None = None
 
         def apply(self, control: TradingControl) -> None:
             control.results.append((self.at, self.pnl))
             control.losses_in_a_row = control.losses_in_a_row + 1 if self.pnl < ZERO else 0
+            if self.settle_before is not None:
+                cutoff = self.settle_before
+                with money_context():
+                    old = sum((p for t, p in control.results if t < cutoff), ZERO)
+                    control.settled_pnl = control.settled_pnl + old
+                control.results = [(t, p) for t, p in control.results if t >= cutoff]
 
     class StateChanged(Aggregate.Event):
         state: str
@@ -124,6 +134,9 @@ class TradingControl(Aggregate):
             if control.state is TradingState.ACTIVE:
                 control.losses_in_a_row = 0
                 control.baseline_at = self.timestamp
+
+    settled_pnl = ZERO  # results older than any window still to be judged (class default:
+    # snapshots taken before it existed still load)
 
     def __init__(self, exchange: str) -> None:
         self.exchange = exchange
@@ -145,7 +158,12 @@ class TradingControl(Aggregate):
     def record_result(self, symbol: str, pnl: Decimal, limits: RiskLimits, *, at: datetime) -> None:
         """A realized result; moves the state if a limit is now reached."""
         self.trigger_event(
-            self.ResultRecorded, timestamp=aware("at", at), symbol=symbol, pnl=pnl, at=at
+            self.ResultRecorded,
+            timestamp=aware("at", at),
+            symbol=symbol,
+            pnl=pnl,
+            at=at,
+            settle_before=at - limits.drawdown_window,
         )
         self.evaluate(limits, now=at)
 
@@ -214,7 +232,8 @@ class TradingControl(Aggregate):
         if self.baseline_at is not None and self.baseline_at > start:
             start = self.baseline_at
         with money_context():
-            equity = limits.starting_equity + sum((p for t, p in self.results if t < start), ZERO)
+            before = sum((p for t, p in self.results if t < start), ZERO)
+            equity = limits.starting_equity + self.settled_pnl + before
             peak = equity
             for at, pnl in self.results:
                 if start <= at <= now:

@@ -121,3 +121,31 @@ def test_state_survives_replay() -> None:
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="max_drawdown_pct"):
         RiskLimits(Decimal(1), Decimal(0), timedelta(days=1), 3, Decimal(1))
+
+
+def test_results_older_than_the_window_are_folded_not_kept() -> None:
+    # A year of round trips must not make the control (loaded on every signal) a year long.
+    # Window: LIMITS.drawdown_window. Results a day apart: only those inside the window stay
+    # listed; the rest are one sum, and the drawdown is what the full history gives.
+    folded = control()
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    pnls = [Decimal(v) for v in ("5000", "-2000", "3000", "-1000", "-4000")]
+    for n, pnl in enumerate(pnls):
+        folded.record_result("BTC_JPY", pnl, LIMITS, at=t0 + timedelta(days=n))
+    now = t0 + timedelta(days=len(pnls) - 1)
+    kept = [pnl for at, pnl in folded.results]
+    assert len(kept) < len(pnls)
+    assert folded.settled_pnl + sum(kept) == sum(pnls)
+    # by hand: equity before the window = start + every result before it; the window holds
+    # the results from `now - window` on; the drawdown is the fall from their peak
+    start = now - LIMITS.drawdown_window
+    before = LIMITS.starting_equity + sum(
+        p for n, p in enumerate(pnls) if t0 + timedelta(days=n) < start
+    )
+    equity, peak = before, before
+    for n, pnl in enumerate(pnls):
+        if start <= t0 + timedelta(days=n) <= now:
+            equity += pnl
+            peak = max(peak, equity)
+    expected = (peak - equity) / peak * 100  # (1,006,000 − 1,001,000) / 1,006,000 = 0.497 %
+    assert round(folded.drawdown_pct(LIMITS, now=now), 20) == round(expected, 20)

@@ -31,7 +31,10 @@ class EventSourcedStore(Application[UUID]):
     snapshotting_intervals = {Position: 100}
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        super().__init__(env=dict(env))
+        # Positions and trading controls are loaded on every fill and every signal: keep the
+        # last state of each in memory and read only the events recorded since (the library
+        # fast-forwards a cached aggregate with one query, so other writers are seen).
+        super().__init__(env={"AGGREGATE_CACHE_MAXSIZE": "10000", **env})
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
