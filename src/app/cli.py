@@ -38,8 +38,10 @@ from app.bootstrap import (
 )
 from app.bootstrap import migrate as bootstrap_migrate
 from app.cli_backtest import backtest
+from app.cli_export import export_cli
 from app.cli_projections import projections_cli
 from app.cli_sweep import sweep
+from app.cli_verify import verify_log
 from app.config import ConfigError, load_settings
 from app.demo import order_summary, scripted_lifecycle
 from app.projection_runner import ProjectionFailed, follow_all
@@ -273,8 +275,10 @@ def _close_all(closers: list) -> None:
 
 
 cli.add_typer(projections_cli, name="projections")
+cli.add_typer(export_cli, name="export")
 cli.command("backtest")(backtest)
 cli.command("sweep")(sweep)
+cli.command("verify-log")(verify_log)
 
 risk_cli = typer.Typer(help="The trading state: status, kill switch, resume.", no_args_is_help=True)
 cli.add_typer(risk_cli, name="risk")

@@ -57,7 +57,7 @@ class EventNotApplicable(Exception):
         self.recorded = recorded
 
 
-class _AggregateCache:
+class AggregateCache:
     """The state of each aggregate as of the last event this projection applied to it."""
 
     def __init__(self, store: EventStore) -> None:
@@ -79,6 +79,17 @@ class _AggregateCache:
         if len(self._states) > CACHED_AGGREGATES:
             self._states.popitem(last=False)
         return after
+
+    def peek(self, recorded: RecordedEvent) -> Any:
+        """The status the aggregate had before `recorded` (None for its first event), if its
+        state is at hand; reading does not load it (the next `apply` will)."""
+        if recorded.version == Order.INITIAL_VERSION:
+            return None
+        state = self._states.get(recorded.aggregate_id)
+        if state is None or state.version != recorded.version - 1:
+            state = self._store.state_at(recorded.aggregate_id, recorded.version - 1)
+            self._states[recorded.aggregate_id] = state
+        return getattr(state, "status", None)
 
     def clear(self) -> None:
         self._states.clear()
@@ -106,7 +117,7 @@ class OrdersProjection:
     tables = ("orders", "executions")
 
     def __init__(self, store: EventStore) -> None:
-        self._orders = _AggregateCache(store)
+        self._orders = AggregateCache(store)
 
     def changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
         touched: dict[UUID, _Touched] = {}
@@ -136,7 +147,7 @@ class PositionsProjection:
     tables = ("positions",)
 
     def __init__(self, store: EventStore) -> None:
-        self._positions = _AggregateCache(store)
+        self._positions = AggregateCache(store)
 
     def changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
         touched: dict[UUID, _Touched] = {}

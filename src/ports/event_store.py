@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +43,29 @@ class RecordedEvent:
         return self.event.timestamp
 
 
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What recomputing the event log's hash chain found (issue 7).
+
+    `head` is the last link verified: (position, hex sha256). When `ok` is false,
+    `first_mismatch` is the first position that does not match and `reason` says how
+    ("state changed", "hash missing", "event missing"); the events before it verified.
+    Events recorded before the chain existed are counted in `unhashed`; the chain then
+    starts at `start`.
+    """
+
+    ok: bool
+    checked: int
+    head: tuple[int, str] | None
+    first_mismatch: int | None = None
+    reason: str = ""
+    start: int | None = None
+    unhashed: int = 0
+    aggregate_id: str | None = None  # of the event at first_mismatch, when it still exists
+    version: int | None = None
+    topic: str | None = None
+
+
 class EventStore(Protocol):
     """Save aggregates atomically with optimistic concurrency; load them; read the log."""
 
@@ -80,6 +103,14 @@ class EventStore(Protocol):
 
     def max_position(self) -> int:
         """The position of the last recorded event (0 for an empty log)."""
+        ...
+
+    def chain_head(self) -> tuple[int, str] | None:
+        """(position, hex hash) of the last event in the hash chain; None if none is hashed."""
+        ...
+
+    def verify_chain(self, progress: Callable[[int, int], None] | None = None) -> ChainReport:
+        """Recompute the hash chain over the whole log, in pages; `progress(position, last)`."""
         ...
 
     def close(self) -> None: ...

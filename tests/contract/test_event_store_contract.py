@@ -6,6 +6,7 @@ behaviour, one small subclass per adapter that says how to open (and poke at) th
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import uuid
@@ -285,6 +286,99 @@ class EventStoreContract:
             self.raw_execute(store, statement.format(table=table))
         assert store.get_order(order.id) == order
         assert len(store.events_of(order.id)) == 1
+
+    # ----- the hash chain (issue 7) ---------------------------------------------------------
+
+    def test_chain_head_moves_with_each_save(self, store: EventSourcedStore) -> None:
+        assert store.chain_head() is None
+        order = new_order()
+        store.save(order)
+        first = store.chain_head()
+        assert first is not None
+        assert first[0] == store.max_position()
+        assert len(bytes.fromhex(first[1])) == 32
+        order.accept("X-1", at=T0)
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        store.save(order, position)
+        second = store.chain_head()
+        assert second is not None
+        assert second[0] == store.max_position() == first[0] + 2
+        assert second[1] != first[1]
+        assert store.verify_chain().head == second
+
+    def test_verify_is_ok_on_an_untouched_log(self, store: EventSourcedStore) -> None:
+        empty = store.verify_chain()
+        assert (empty.ok, empty.checked, empty.head, empty.first_mismatch) == (True, 0, None, None)
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        for n in range(1, 121):  # past a snapshot: snapshots are not in the log
+            order = new_order()
+            execution = fill(f"e{n}", "0.001")
+            order.fill(execution)
+            position.apply_fill(
+                order_id=order.id, exchange="gmo", symbol="BTC_JPY", execution=execution
+            )
+            store.save(order, position)
+        seen: list[tuple[int, int]] = []
+        report = store.verify_chain(lambda at, last: seen.append((at, last)))
+        assert report.ok, report
+        assert report.checked == store.max_position() == 3 * 120 + 1
+        assert report.head == store.chain_head()
+        assert (report.first_mismatch, report.unhashed, report.start) == (None, 0, 1)
+        assert seen[-1] == (report.checked, report.checked)
+
+    def test_chain_follows_the_documented_formula(self, store: EventSourcedStore) -> None:
+        """hash_n = sha256(hash_n-1 || canonical bytes), recomputed here from raw rows."""
+        order = new_order()
+        order.accept("X-1", at=T0)
+        store.save(order)
+        store.save(Position.open_book("gmo", "BTC_JPY", at=T0))
+        digest = bytes(32)
+        for n in store.recorder.select_notifications(start=1, limit=100):
+
+            def field(data: bytes) -> bytes:
+                return len(data).to_bytes(4, "big") + data
+
+            digest = hashlib.sha256(
+                digest
+                + n.id.to_bytes(8, "big")
+                + field(str(n.originator_id).encode())
+                + n.originator_version.to_bytes(8, "big")
+                + field(n.topic.encode())
+                + field(n.state)
+            ).digest()
+        assert store.chain_head() == (3, digest.hex())
+
+    def test_hashes_are_computed_when_recorded_by_each_writer(
+        self, open_store: Callable[[], EventSourcedStore]
+    ) -> None:
+        if not self.survives_reopen:
+            pytest.skip("each in-memory store is its own log: no second writer to share it")
+        first, second = open_store(), open_store()
+        try:
+            for n in range(6):
+                writer = first if n % 2 == 0 else second
+                order = new_order()
+                writer.save(order)
+                order.accept(f"X-{n}", at=T0)
+                writer.save(order)
+            assert first.chain_head() == second.chain_head()
+            for reader in (first, second):
+                report = reader.verify_chain()
+                assert report.ok, report
+                assert report.checked == 12
+        finally:
+            first.close()
+            second.close()
+
+    def test_chain_links_cannot_be_changed(self, store: EventSourcedStore) -> None:
+        if not self.supports_raw_sql:
+            pytest.skip("the in-memory store has no SQL surface to misuse")
+        store.save(new_order())
+        chain = store.recorder.chain_table_name  # type: ignore[attr-defined]
+        for statement in (f"UPDATE {chain} SET hash = hash", f"DELETE FROM {chain}"):
+            with pytest.raises(Exception, match="append-only"):
+                self.raw_execute(store, statement)
+        assert store.verify_chain().ok
 
 
 def store_and_close(store: EventSourcedStore, order: Order) -> None:

@@ -8,18 +8,21 @@ view of the global log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Transcoder
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import resolve_topic
 
+from adapters.eventstore import chain
 from adapters.eventstore.transcoder import OrjsonTranscoder
 from domain.errors import DuplicateOrder, UnknownOrder
 from domain.order import Order
 from domain.position import Position, position_id_for
-from ports.event_store import ConcurrencyConflict, RecordedEvent
+from ports.event_store import ChainReport, ConcurrencyConflict, RecordedEvent
 
 
 class EventSourcedStore(Application[UUID]):
@@ -38,6 +41,16 @@ class EventSourcedStore(Application[UUID]):
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        # The library's SQLite and PostgreSQL factories honour APPLICATION_RECORDER_TOPIC,
+        # its in-memory one does not: do it here, for the in-memory store's chained recorder.
+        topic = self.env.get("APPLICATION_RECORDER_TOPIC")
+        if topic and isinstance(self.factory, POPOFactory):
+            recorder_class = resolve_topic(topic)
+            assert issubclass(recorder_class, ApplicationRecorder)
+            return recorder_class()
+        return super().construct_recorder()
 
     # ----- writing --------------------------------------------------------------------------
 
@@ -105,6 +118,23 @@ class EventSourcedStore(Application[UUID]):
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    # ----- the hash chain (issue 7, chain.py) ------------------------------------------------
+
+    def chain_head(self) -> tuple[int, str] | None:
+        if not hasattr(self.recorder, "last_link"):
+            return None
+        return chain.head_of(self.recorder)  # type: ignore[arg-type]
+
+    def verify_chain(self, progress: Callable[[int, int], None] | None = None) -> ChainReport:
+        if not hasattr(self.recorder, "select_links"):
+            return ChainReport(
+                ok=False,
+                checked=0,
+                head=None,
+                reason=f"this store's recorder ({type(self.recorder).__name__}) keeps no chain",
+            )
+        return chain.verify(self.recorder, progress)  # type: ignore[arg-type]
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))

@@ -3,7 +3,8 @@
 The events table is append-only at the database level: row triggers refuse UPDATE and
 DELETE, a statement trigger refuses TRUNCATE. Only someone who can drop the triggers
 (a superuser, the table owner) can change history, and issue 7's hash chain exists to
-catch that.
+catch that: its links table `<events>_chain` is append-only the same way, and the trigger
+that writes it (postgres_recorder.py) is (re)created here at every start.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.eventstore.application import EventSourcedStore
+from adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
 
 
 def postgres_env(database_url: str, schema: str | None = None) -> dict[str, str]:
@@ -66,41 +68,47 @@ def postgres_event_store(database_url: str, schema: str | None = None) -> EventS
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(env["POSTGRES_SCHEMA"]))
         )
     store = EventSourcedStore(env)
-    _make_append_only(env, store.recorder.events_table_name)  # type: ignore[attr-defined]
+    recorder = store.recorder
+    assert isinstance(recorder, GaplessPostgresApplicationRecorder)
+    _make_append_only(env, recorder)
     return store
 
 
-def _make_append_only(env: dict[str, str], table_name: str) -> None:
+def _make_append_only(env: dict[str, str], recorder: GaplessPostgresApplicationRecorder) -> None:
+    """Refusing triggers on the events and chain tables, and the chain's own trigger."""
     schema = sql.Identifier(env["POSTGRES_SCHEMA"])
-    table = sql.Identifier(table_name)
     function = sql.Identifier("refuse_event_change")
-    statements = [
+    statements: list[sql.Composable] = [
         sql.SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
             "'trading-engine: % on % refused: the event log is append-only', "
             "TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END $$"
-        ),
-        sql.SQL(
-            "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {schema}.{table} "
-            "FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()"
-        ).format(
-            trigger=sql.Identifier(f"{table_name}_append_only"),
-            schema=schema,
-            table=table,
-            function=function,
-        ),
-        sql.SQL(
-            "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {schema}.{table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{function}()"
-        ).format(
-            trigger=sql.Identifier(f"{table_name}_no_truncate"),
-            schema=schema,
-            table=table,
-            function=function,
-        ),
+        ).format(schema=schema, function=function),
+        *recorder.chain_statements(),
     ]
-    statements[0] = statements[0].format(schema=schema, function=function)
+    for table_name in (recorder.events_table_name, recorder.chain_table_name):
+        table = sql.Identifier(table_name)
+        statements += [
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {schema}.{table} "
+                "FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()"
+            ).format(
+                trigger=sql.Identifier(f"{table_name}_append_only"),
+                schema=schema,
+                table=table,
+                function=function,
+            ),
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {schema}.{table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{function}()"
+            ).format(
+                trigger=sql.Identifier(f"{table_name}_no_truncate"),
+                schema=schema,
+                table=table,
+                function=function,
+            ),
+        ]
     # One start-up at a time: concurrent CREATE OR REPLACE on one function can collide.
     with (
         psycopg.connect(connection_string(env), autocommit=True) as conn,
