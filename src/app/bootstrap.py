@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import redis
 
 from adapters.brokers.ccxt_broker import CcxtBroker
@@ -26,6 +27,7 @@ from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
+from adapters.http.health_server import HealthServer
 from adapters.marketdata.bar_files import read_bars
 from adapters.marketdata.gmo_messages import entry_fields
 from adapters.marketdata.in_process import InProcessLog, InProcessSource
@@ -38,7 +40,7 @@ from adapters.projections.postgres import PostgresLogWatcher, postgres_projectio
 from adapters.projections.sqlite import sqlite_projection_store
 from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
 from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
-from adapters.sql.connections import connect_postgres, connect_sqlite
+from adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
 from adapters.strategies.registry import UnknownStrategy, create_strategy
@@ -47,6 +49,7 @@ from app.backtest_trades import TradeBacktest
 from app.config import ConfigError, Settings
 from app.execution import ExecutionService, ExecutionSettings
 from app.execution_loop import ExecutionLoop
+from app.health import Check, Readiness, stats_samples
 from app.order_monitor import OrderMonitor
 from app.orders import OrderService
 from app.projection_runner import ProjectionRunner
@@ -61,6 +64,7 @@ from domain.values import ZERO, Exchange, OrderType, Symbol, Timeframe
 from ports.broker import Broker
 from ports.clock import Clock
 from ports.event_store import EventStore
+from ports.health import Sample
 from ports.projections import LogWatcher, ProjectionStore
 from ports.signal_bus import SignalSubscriber
 
@@ -706,3 +710,70 @@ def _backtest_tables(database_url: str) -> PostgresStrategyTables | SqliteStrate
         migrate_sqlite(conn)
         return SqliteStrategyTables(conn)
     return open_strategy_tables(database_url)
+
+
+def health_server(
+    settings: Settings,
+    strategy: StrategyLoop | None,
+    execution: ExecutionLoop | None,
+    wiring: ProjectionWiring | None,
+) -> HealthServer | None:
+    """The probe and scrape endpoint of `run` (HEALTH_PORT), or None when not asked for."""
+    if settings.HEALTH_PORT is None:
+        return None
+    checks: dict[str, Check] = {}
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    if strategy is not None or execution is not None:
+        checks["redis"] = lambda: None if client.ping() else "no PONG"
+    if urlsplit(settings.DATABASE_URL).scheme in ("postgresql", "postgres"):
+        checks["postgresql"] = lambda: _postgres_answers(settings.DATABASE_URL)
+    if execution is not None and isinstance(execution.broker, GmoBroker):
+        broker = execution.broker
+        checks["exchange"] = lambda: (
+            None if (status := broker.exchange_status()) == "OPEN" else f"GMO is {status}"
+        )
+    if wiring is not None:
+        runners = wiring.runners
+        checks["projections"] = lambda: next(
+            (
+                f"{s.name} is {s.lag} events behind"
+                for s in (r.status() for r in runners)
+                if s.lag > PROJECTION_LAG_READY
+            ),
+            None,
+        )
+
+    def metrics() -> list[Sample]:
+        samples: list[Sample] = []
+        if strategy is not None:
+            samples += stats_samples("strategy", strategy.stats, "Strategy loop counters.")
+        if execution is not None:
+            samples += stats_samples("execution", execution.stats, "Execution loop counters.")
+        if wiring is not None:
+            for runner in wiring.runners:
+                state = runner.status()
+                samples.append(
+                    Sample(
+                        "trading_engine_projection_lag_events",
+                        "gauge",
+                        "Events in the log a projection has not applied yet.",
+                        state.lag,
+                        (("projection", state.name),),
+                    )
+                )
+        return samples
+
+    server = HealthServer(
+        Readiness(checks), [metrics], host=settings.HEALTH_HOST, port=settings.HEALTH_PORT
+    )
+    return server.start()
+
+
+PROJECTION_LAG_READY = 10_000  # events: further behind, the read tables are not to be trusted
+
+
+def _postgres_answers(database_url: str) -> str | None:
+    url, _ = split_schema(database_url)
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        conn.execute("SELECT 1")
+    return None

@@ -27,6 +27,7 @@ from app.audit_view import json_text, print_order_audit, print_signal_audit
 from app.bootstrap import (
     bootstrap,
     connect_paper_market,
+    health_server,
     live_execution_loop,
     live_strategy_loop,
     projections,
@@ -175,6 +176,14 @@ def run() -> None:
     except (RedisError, OSError, psycopg.Error) as error:
         _close_all(closers)
         raise _fail(f"cannot start: {error}", code=1) from None
+    try:
+        health = health_server(settings, strategy, execution, wiring)
+        if health is not None:
+            closers.append(health.stop)
+            log.info("health endpoint on port %d (/livez, /readyz, /metrics)", health.port)
+    except OSError as error:
+        _close_all(closers)
+        raise _fail(f"cannot start the health endpoint: {error}", code=1) from None
     try:
         with stop_on_signals() as should_stop:
             report = _run_loops(strategy, execution, should_stop, log, wiring, settings)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     STRATEGY_NAME: str = "moving_average_cross"
     ENABLE_STRATEGY: bool = True
     ENABLE_EXECUTION: bool = True
+    # /livez, /readyz, /metrics on this port while `run` runs (None: no endpoint).
+    HEALTH_PORT: int | None = Field(default=None, ge=0, le=65535)
+    HEALTH_HOST: str = "127.0.0.1"
     # Orders to the simulated exchange, filled against the live market data, not to the API.
     PAPER_TRADING: bool = False
     # Keep the orders / executions / positions tables current from the event log (`run`).
