@@ -166,13 +166,9 @@ class BarBacktest:
                 self._market.observe_bar(bar)
             if self._execution.live_orders:
                 self._execution.poll()
-            head = self._store.max_position()
-            if head != seen_log:  # something was recorded: positions may have moved
-                seen_log = head
-                for symbol in self._bars:
-                    position = self._store.find_position(self._exchange, symbol)
-                    if position is not None:
-                        positions[symbol] = position
+            seen_log = refresh_positions(
+                self._store, self._exchange, list(self._bars), positions, seen_log
+            )
             self._strategy.on_bars(bars)
             for bar in bars:
                 self._marks.prices[str(bar.symbol)] = bar.close
@@ -200,6 +196,23 @@ class BarBacktest:
 
     def _mark(self, moment: datetime, positions: dict[str, Position]) -> EquityPoint:
         return mark(moment, self._cash, positions, self._marks.prices)
+
+
+def refresh_positions(
+    store: EventStore,
+    exchange: str,
+    symbols: list[str],
+    positions: dict[str, Position],
+    seen_log: int,
+) -> int:
+    """Reload the positions if anything was recorded since `seen_log`; returns the new head."""
+    head = store.max_position()
+    if head != seen_log:
+        for symbol in symbols:
+            position = store.find_position(exchange, symbol)
+            if position is not None:
+                positions[symbol] = position
+    return head
 
 
 def mark(

@@ -21,7 +21,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from app.backtest import HeldSignals, Marks, Progress, SettableClock, closed_trades, mark
+from app.backtest import (
+    HeldSignals,
+    Marks,
+    Progress,
+    SettableClock,
+    closed_trades,
+    mark,
+    refresh_positions,
+)
 from app.backtest_results import BacktestResult, EquityPoint
 from app.execution_loop import ExecutionLoop
 from app.strategy_loop import StrategyLoop
@@ -79,13 +87,9 @@ class TradeBacktest:
                 self._market.observe_trade(trade)
                 if self._execution.live_orders:
                     self._execution.poll()
-                head = self._store.max_position()
-                if head != seen_log:
-                    seen_log = head
-                    for name in symbols:
-                        found = self._store.find_position(self._exchange, name)
-                        if found is not None:
-                            positions[name] = found
+                seen_log = refresh_positions(
+                    self._store, self._exchange, symbols, positions, seen_log
+                )
                 self._marks.prices[symbol] = trade.price
                 series = closes[symbol]
                 if series and series[-1][0] == start:
