@@ -6,6 +6,8 @@ Everything else receives ports. `DATABASE_URL` picks the event store:
 
 from __future__ import annotations
 
+import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import eventsourcing.persistence
 import psycopg
 import redis
 
@@ -28,6 +31,9 @@ from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
 from adapters.http.health_server import HealthServer
+from adapters.logs.db_log import DatabaseLogHandler, postgres_log_handler, sqlite_log_handler
+from adapters.logs.json_lines import JsonLinesFormatter, RedactingTextFormatter
+from adapters.logs.redaction import Redactor, url_passwords
 from adapters.marketdata.bar_files import read_bars
 from adapters.marketdata.gmo_messages import entry_fields
 from adapters.marketdata.in_process import InProcessLog, InProcessSource
@@ -39,7 +45,12 @@ from adapters.marketdata.trade_files import read_gmo_trades
 from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
 from adapters.projections.sqlite import sqlite_projection_store
 from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
+from adapters.signals.redis_bus import (
+    EXECUTION_GROUP,
+    RedisSignalPublisher,
+    RedisSignalSubscriber,
+    signal_stream,
+)
 from adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
@@ -50,21 +61,23 @@ from app.config import ConfigError, Settings
 from app.execution import ExecutionService, ExecutionSettings
 from app.execution_loop import ExecutionLoop
 from app.health import Check, Readiness, stats_samples
+from app.metered_broker import MeteredBroker
 from app.order_monitor import OrderMonitor
 from app.orders import OrderService
 from app.projection_runner import ProjectionRunner
 from app.projections import all_projections
+from app.resilience import LoopHealth
 from app.strategy_loop import StrategyFactory, StrategyLoop
 from domain.errors import InvalidValue
 from domain.market import Trade
 from domain.models import OHLCV
 from domain.risk import RiskLimits
 from domain.sizing import GMO_RULES, SymbolRules
-from domain.values import ZERO, Exchange, OrderType, Symbol, Timeframe
-from ports.broker import Broker
+from domain.values import ZERO, Exchange, OrderStatus, OrderType, Symbol, Timeframe
+from ports.broker import Broker, RetryLater, TradingPaused
 from ports.clock import Clock
 from ports.event_store import EventStore
-from ports.health import Sample
+from ports.health import MetricsSource, Sample
 from ports.projections import LogWatcher, ProjectionStore
 from ports.signal_bus import SignalSubscriber
 
@@ -117,7 +130,7 @@ def open_strategy_tables(database_url: str) -> PostgresStrategyTables | SqliteSt
     if scheme in ("postgresql", "postgres"):
         pg_conn = connect_postgres(database_url)
         migrate_postgres(pg_conn)
-        return PostgresStrategyTables(pg_conn)
+        return PostgresStrategyTables(pg_conn, reconnect=lambda: connect_postgres(database_url))
     raise ConfigError(
         f"DATABASE_URL: the bar and signal tables need sqlite:// or postgresql://, not {scheme}://"
     )
@@ -247,6 +260,7 @@ def live_strategy_loop(settings: Settings, clock: Clock | None = None) -> tuple[
         clock or SystemClock(),
         batch_size=settings.STRATEGY_BATCH_SIZE,
         tick_grace=timedelta(seconds=settings.BAR_CLOSE_GRACE_SECONDS),
+        symbols=settings.SYMBOLS,
     )
 
     def close() -> None:
@@ -420,6 +434,10 @@ def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
     )
     store = open_event_store(settings.DATABASE_URL)
     broker = open_broker(settings)
+    if not isinstance(broker, SimulatedExchange):
+        # Timed and its errors counted for /metrics. The paper exchange stays bare: it answers
+        # in-process (nothing to time), and connect_paper_market feeds it the market by its type.
+        broker = MeteredBroker(broker)
     loop = execution_loop(settings, store, broker, subscriber)
 
     def close() -> None:
@@ -717,21 +735,32 @@ def health_server(
     strategy: StrategyLoop | None,
     execution: ExecutionLoop | None,
     wiring: ProjectionWiring | None,
+    loops: LoopHealth | None = None,
 ) -> HealthServer | None:
     """The probe and scrape endpoint of `run` (HEALTH_PORT), or None when not asked for."""
     if settings.HEALTH_PORT is None:
         return None
     checks: dict[str, Check] = {}
+    if loops is not None:  # a loop waiting out a server that is away is not ready
+        checks["loops"] = loops.problem
+    sources: list[MetricsSource] = []
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    groups = _consumed_streams(settings, strategy is not None, execution is not None)
     if strategy is not None or execution is not None:
         checks["redis"] = lambda: None if client.ping() else "no PONG"
+        checks["consumer_groups"] = lambda: _groups_problem(_group_states(client, groups))
+        sources.append(lambda: _group_samples(_group_states(client, groups)))
     if urlsplit(settings.DATABASE_URL).scheme in ("postgresql", "postgres"):
         checks["postgresql"] = lambda: _postgres_answers(settings.DATABASE_URL)
-    if execution is not None and isinstance(execution.broker, GmoBroker):
-        broker = execution.broker
+    broker = execution.broker if execution is not None else None
+    exchange = getattr(broker, "inner", broker)  # the exchange behind the metering
+    if isinstance(exchange, GmoBroker):
+        gmo = exchange
         checks["exchange"] = lambda: (
-            None if (status := broker.exchange_status()) == "OPEN" else f"GMO is {status}"
+            None if (status := gmo.exchange_status()) == "OPEN" else f"GMO is {status}"
         )
+    if isinstance(broker, MeteredBroker):
+        sources.append(broker.samples)
     if wiring is not None:
         runners = wiring.runners
         checks["projections"] = lambda: next(
@@ -742,6 +771,7 @@ def health_server(
             ),
             None,
         )
+        sources.append(lambda: _order_samples(settings.DATABASE_URL))
 
     def metrics() -> list[Sample]:
         samples: list[Sample] = []
@@ -749,6 +779,17 @@ def health_server(
             samples += stats_samples("strategy", strategy.stats, "Strategy loop counters.")
         if execution is not None:
             samples += stats_samples("execution", execution.stats, "Execution loop counters.")
+            samples += [
+                Sample(
+                    "trading_engine_rejections_total",
+                    "counter",
+                    "Signals refused by a risk or sizing rule, and orders the exchange "
+                    "rejected (reason: the rule, or the exchange's error code).",
+                    n,
+                    (("reason", reason),),
+                )
+                for reason, n in sorted(dict(execution.stats.rejections).items())
+            ]
         if wiring is not None:
             for runner in wiring.runners:
                 state = runner.status()
@@ -764,12 +805,128 @@ def health_server(
         return samples
 
     server = HealthServer(
-        Readiness(checks), [metrics], host=settings.HEALTH_HOST, port=settings.HEALTH_PORT
+        Readiness(checks),
+        [metrics, *sources],
+        host=settings.HEALTH_HOST,
+        port=settings.HEALTH_PORT,
     )
     return server.start()
 
 
 PROJECTION_LAG_READY = 10_000  # events: further behind, the read tables are not to be trusted
+# Entries delivered and not acknowledged. The strategy holds each trade's entry until its
+# longest bar closes (by design), so a busy market keeps thousands pending; far more means a
+# consumer is stuck or dead and nobody claims its entries.
+CONSUMER_PENDING_READY = 10_000  # entries read and not acknowledged (execution)
+CONSUMER_LAG_READY = 10_000  # entries not read yet (any group): the loop is falling behind
+
+
+def _groups_problem(states: list[_GroupState]) -> str | None:
+    """Not ready when a group falls behind (lag), or holds too many entries unacknowledged.
+    The strategy's pending entries are the trades of its open bars, held until each bar
+    closes by design (an hour bar on a busy market holds many): only its lag counts."""
+    for g in states:
+        if g.lag is not None and g.lag > CONSUMER_LAG_READY:
+            return f"{g.group} is {g.lag} entries behind on {g.stream}"
+        if g.group != STRATEGY_GROUP and g.pending > CONSUMER_PENDING_READY:
+            return f"{g.group} has {g.pending} entries pending on {g.stream}"
+    return None
+
+
+@dataclass(frozen=True)
+class _GroupState:
+    stream: str
+    group: str
+    pending: int
+    lag: int | None  # None when Redis cannot tell (entries deleted from the stream)
+
+
+def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> list[tuple[str, str]]:
+    """(stream, group) of each stream this process reads, named as the loops name them."""
+    prefix = settings.STREAM_PREFIX
+    streams = [(prefix + s, STRATEGY_GROUP) for s in MARKET_STREAMS] if strategy else []
+    if execution:
+        streams.append((signal_stream(settings.EXCHANGE_NAME, prefix + "signal:"), EXECUTION_GROUP))
+    return streams
+
+
+def _group_states(client: redis.Redis, groups: list[tuple[str, str]]) -> list[_GroupState]:
+    """XINFO GROUPS of each stream. A stream or group not created yet (nothing published, the
+    loop not started) has nothing pending: it is left out, not a failure."""
+    states = []
+    for stream, group in groups:
+        try:
+            infos = client.xinfo_groups(stream)
+        except redis.ResponseError:  # no such key
+            continue
+        for info in infos:
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                lag = info.get("lag")
+                pending = int(info["pending"])
+                states.append(
+                    _GroupState(stream, group, pending, None if lag is None else int(lag))
+                )
+    return states
+
+
+def _group_samples(states: list[_GroupState]) -> list[Sample]:
+    samples = []
+    for state in states:
+        labels = (("stream", state.stream), ("group", state.group))
+        samples.append(
+            Sample(
+                "trading_engine_stream_pending",
+                "gauge",
+                "Entries delivered to the consumer group and not acknowledged yet.",
+                state.pending,
+                labels,
+            )
+        )
+        if state.lag is not None:
+            samples.append(
+                Sample(
+                    "trading_engine_stream_lag",
+                    "gauge",
+                    "Entries in the stream not delivered to the consumer group yet.",
+                    state.lag,
+                    labels,
+                )
+            )
+    return samples
+
+
+def _order_samples(database_url: str) -> list[Sample]:
+    """Orders by state, counted in the orders read table when scraped; every state, 0 if none."""
+    counts = dict.fromkeys((status.value for status in OrderStatus), 0)
+    counts.update(_orders_by_status(database_url))
+    return [
+        Sample(
+            "trading_engine_orders",
+            "gauge",
+            "Orders in the orders read table (projection), by state.",
+            n,
+            (("state", state),),
+        )
+        for state, n in counts.items()
+    ]
+
+
+def _orders_by_status(database_url: str) -> dict[str, int]:
+    if urlsplit(database_url).scheme == "sqlite":
+        conn = connect_sqlite(sqlite_path(database_url))
+        try:
+            rows = conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status").fetchall()
+        finally:
+            conn.close()
+        return {str(status): int(n) for status, n in rows}
+    url, schema = split_schema(database_url)
+    query = psycopg.sql.SQL("SELECT status, COUNT(*) FROM {}.orders GROUP BY status").format(
+        psycopg.sql.Identifier(schema)
+    )
+    # a scrape must not wait on a rebuild's table swap: give up after 2 s
+    with psycopg.connect(url, connect_timeout=2, options="-c statement_timeout=2000") as conn:
+        return {str(status): int(n) for status, n in conn.execute(query).fetchall()}
 
 
 def _postgres_answers(database_url: str) -> str | None:
@@ -777,3 +934,72 @@ def _postgres_answers(database_url: str) -> str | None:
     with psycopg.connect(url, connect_timeout=2) as conn:
         conn.execute("SELECT 1")
     return None
+
+
+# ----- logging and faults of the servers ---------------------------------------------------
+
+# What `run` waits out with backoff instead of stopping: the servers it needs are away for a
+# while (restarted, failed over, network). Anything else is a bug or needs an operator.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    psycopg.OperationalError,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+    ConnectionError,
+    # the exchange in maintenance, rate limiting or unreachable while start-up reconciles
+    # (once running, the loop handles these itself: it records refusals, polls again)
+    TradingPaused,
+    RetryLater,
+)
+
+
+@dataclass
+class LogSetup:
+    redact: Redactor
+    database: DatabaseLogHandler | None
+
+    def close(self) -> None:
+        if self.database is not None:
+            logging.getLogger().removeHandler(self.database)
+            self.database.close()
+
+
+def secrets_of(settings: Settings) -> Redactor:
+    return Redactor(
+        [
+            settings.API_KEY.get_secret_value(),
+            settings.API_SECRET.get_secret_value(),
+            *url_passwords(settings.DATABASE_URL, settings.REDIS_URL),
+        ]
+    )
+
+
+def configure_logging(settings: Settings, *, to_database: bool = True) -> LogSetup:
+    """stdout (JSON lines or text, at LOG_LEVEL) and, for SQL databases, the engine_log table
+    (events and errors whatever the level); every line redacted of the secrets."""
+    redact = secrets_of(settings)
+    stdout = logging.StreamHandler(sys.stdout)
+    stdout.setLevel(settings.LOG_LEVEL)
+    json_lines = settings.LOG_FORMAT == "json"
+    stdout.setFormatter(
+        JsonLinesFormatter(redact) if json_lines else RedactingTextFormatter(redact)
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(stdout)
+    root.setLevel(settings.LOG_LEVEL)
+    for chatty in ("httpx", "httpcore"):  # one line per request: the metrics count those
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    database = None
+    scheme = urlsplit(settings.DATABASE_URL).scheme
+    if to_database and settings.LOG_TO_DATABASE:
+        if scheme in ("postgresql", "postgres"):
+            database = postgres_log_handler(settings.DATABASE_URL, redact)
+        elif scheme == "sqlite":
+            database = sqlite_log_handler(str(sqlite_path(settings.DATABASE_URL)), redact)
+    if database is not None:
+        root.addHandler(database)
+    return LogSetup(redact, database)

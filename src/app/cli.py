@@ -25,7 +25,9 @@ from app.audit import AmbiguousOrder, audit_order, order_document, order_trail
 from app.audit_signal import UnknownSignal, audit_signal, signal_document
 from app.audit_view import json_text, print_order_audit, print_signal_audit
 from app.bootstrap import (
+    TRANSIENT_ERRORS,
     bootstrap,
+    configure_logging,
     connect_paper_market,
     health_server,
     live_execution_loop,
@@ -46,6 +48,7 @@ from app.cli_verify import verify_log
 from app.config import ConfigError, load_settings
 from app.demo import order_summary, scripted_lifecycle
 from app.projection_runner import ProjectionFailed, follow_all
+from app.resilience import Backoff, LoopHealth, run_resilient
 from app.service import stop_on_signals
 from domain.errors import UnknownOrder
 from ports.broker import BrokerError
@@ -57,6 +60,8 @@ cli = typer.Typer(
     help="Event-sourced trading core for crypto exchanges (GMO Coin first).",
     no_args_is_help=True,
     add_completion=False,
+    # A traceback's local variables would print the broker's key and secret.
+    pretty_exceptions_show_locals=False,
 )
 # Wide enough for the audit tables when output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -122,12 +127,6 @@ def demo(database_url: DatabaseOption = None) -> None:
         engine.close()
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def _fail(message: str, code: int = 2) -> typer.Exit:
     Console(stderr=True).print(f"[red]{message}[/red]")
     return typer.Exit(code)
@@ -149,13 +148,47 @@ def run() -> None:
     (ENABLE_EXECUTION), in one process or, with one of them false, separately. Stops on
     SIGTERM/SIGINT after the batch in hand."""
     settings = _settings(None)
-    _logging(settings.LOG_LEVEL)
+    logs = configure_logging(settings)
     log = logging.getLogger("trading_engine")
     if not settings.ENABLE_STRATEGY and not settings.ENABLE_EXECUTION:
         raise _fail("nothing to run: ENABLE_STRATEGY and ENABLE_EXECUTION are both false")
-    closers = []
+    closers = [logs.close]
+    loops = LoopHealth()
     try:
-        strategy = execution = wiring = None
+        with stop_on_signals() as should_stop:
+            strategy, execution, wiring = _start(settings, closers, loops, should_stop, log)
+            if strategy is None and execution is None:
+                _close_all(closers)
+                log.warning("stopped before the loops started")
+                return
+            health = health_server(settings, strategy, execution, wiring, loops)
+            if health is not None:
+                closers.append(health.stop)
+                log.info("health endpoint on port %d (/livez, /readyz, /metrics)", health.port)
+            report = _run_loops(strategy, execution, should_stop, log, wiring, settings, loops)
+    except ConfigError as error:
+        _close_all(closers)
+        raise _fail(logs.redact(str(error))) from None
+    except OSError as error:
+        _close_all(closers)
+        raise _fail(logs.redact(f"cannot start: {error}"), code=1) from None
+    except (RedisError, psycopg.Error, BrokerError) as error:
+        # Not a server away (that is waited out): an answer that needs an operator. Nothing
+        # is lost: unacknowledged entries are recovered at the next start.
+        log.critical("stopped on an error (restart to resume): %s", error)
+        _close_all(closers)
+        raise _fail(logs.redact(f"stopped on an error (restart to resume): {error}"), 1) from None
+    log.info("stopped cleanly", extra={"fields": {"report": report}})
+    _close_all(closers)
+    print(logs.redact(orjson.dumps(report).decode()), flush=True)
+
+
+def _start(settings, closers: list, loops: LoopHealth, should_stop, log):
+    """Migrations, then the loops (each reconciles and recovers its pending entries when it
+    starts). A server that is away at start is waited for, as during the run."""
+
+    def open_all():
+        wiring = strategy = execution = None
         if _has_tables(settings.DATABASE_URL):
             applied = bootstrap_migrate(settings.DATABASE_URL)  # before anything reads a table
             if applied:
@@ -170,30 +203,22 @@ def run() -> None:
             execution, close = live_execution_loop(settings)
             closers.append(close)
             connect_paper_market(strategy, execution)
-    except ConfigError as error:
-        _close_all(closers)
-        raise _fail(str(error)) from None
-    except (RedisError, OSError, psycopg.Error) as error:
-        _close_all(closers)
-        raise _fail(f"cannot start: {error}", code=1) from None
-    try:
-        health = health_server(settings, strategy, execution, wiring)
-        if health is not None:
-            closers.append(health.stop)
-            log.info("health endpoint on port %d (/livez, /readyz, /metrics)", health.port)
-    except OSError as error:
-        _close_all(closers)
-        raise _fail(f"cannot start the health endpoint: {error}", code=1) from None
-    try:
-        with stop_on_signals() as should_stop:
-            report = _run_loops(strategy, execution, should_stop, log, wiring, settings)
-    except (RedisError, psycopg.Error, BrokerError) as error:
-        # Nothing is lost: unacknowledged entries are recovered at the next start.
-        raise _fail(f"stopped on an error (restart to resume): {error}", code=1) from None
-    finally:
-        _close_all(closers)
-    log.info("stopped cleanly: %s", report)
-    print(orjson.dumps(report).decode())
+        return strategy, execution, wiring
+
+    def reopen() -> None:
+        _close_all(closers[1:])  # the log handlers stay
+        del closers[1:]
+
+    opened = run_resilient(
+        "start-up",
+        open_all,
+        reopen,
+        transient=TRANSIENT_ERRORS,
+        should_stop=should_stop,
+        health=loops,
+        backoff=Backoff(most=settings.RETRY_MAX_BACKOFF_SECONDS),
+    )
+    return opened if opened is not None else (None, None, None)
 
 
 def _has_tables(database_url: str) -> bool:
@@ -215,14 +240,30 @@ def _follow_projections(wiring, stop, interval: float, log, report: dict) -> Non
             time.sleep(interval)
 
 
-def _run_loops(strategy, execution, should_stop, log, wiring=None, settings=None) -> dict:
+def _run_loops(
+    strategy, execution, should_stop, log, wiring=None, settings=None, loops=None
+) -> dict:
     """Both loops in one process: execution in a thread, strategy in this one; an error in
-    either stops both (and is raised here). Projections follow the log in a thread too."""
+    either stops both (and is raised here), a server away is waited out by each loop.
+    Projections follow the log in a thread too."""
     failure: list[BaseException] = []
     finished = threading.Event()  # the strategy loop ended: the execution loop ends too
+    loops = loops or LoopHealth()
+    backoff = Backoff(most=settings.RETRY_MAX_BACKOFF_SECONDS if settings else 30.0)
 
     def stop() -> bool:
         return should_stop() or bool(failure) or finished.is_set()
+
+    def resilient(name: str, run_loop, restart):
+        return run_resilient(
+            name,
+            run_loop,
+            restart,
+            transient=TRANSIENT_ERRORS,
+            should_stop=stop,
+            health=loops,
+            backoff=backoff,
+        )
 
     report: dict = {}
     worker = None
@@ -237,16 +278,25 @@ def _run_loops(strategy, execution, should_stop, log, wiring=None, settings=None
         )
         follower.start()
     if execution is not None:
-        recovered = execution.start()
-        log.info(
-            "execution loop started (%d pending signals handled; reconciliation: %s)",
-            recovered,
-            "clean" if execution.reconciliation.clean else "differences, see above",
-        )
+
+        def start_execution() -> bool:
+            recovered = execution.start()
+            log.info(
+                "execution loop started (%d pending signals handled; reconciliation: %s)",
+                recovered,
+                "clean" if execution.reconciliation.clean else "differences, see above",
+            )
+            return True  # (None from run_resilient: stopped while waiting)
 
         def run_execution() -> None:
             try:
-                execution.run(stop)
+                if resilient("execution", start_execution, start_execution) is None:
+                    return
+                resilient("execution", lambda: execution.run(stop), start_execution)
+                cancel = settings is not None and settings.CANCEL_OPEN_ORDERS_ON_STOP
+                canceled = resilient("execution", lambda: execution.finish(cancel), lambda: None)
+                if canceled:
+                    log.info("asked the exchange to cancel %d open orders at stop", canceled)
             except BaseException as error:  # surfaced in the main thread below
                 failure.append(error)
 
@@ -254,10 +304,16 @@ def _run_loops(strategy, execution, should_stop, log, wiring=None, settings=None
         worker.start()
     try:
         if strategy is not None:
-            recovered = strategy.start()
-            log.info("strategy loop started (%d pending entries recovered)", recovered)
-            stats = strategy.run(stop)
-            report["strategy"] = {k: v for k, v in vars(stats).items() if k != "signals"}
+
+            def start_strategy() -> bool:
+                strategy.reset()
+                recovered = strategy.start()
+                log.info("strategy loop started (%d pending entries recovered)", recovered)
+                return True  # (None from run_resilient: stopped while waiting)
+
+            if resilient("strategy", start_strategy, lambda: None) is not None:
+                resilient("strategy", lambda: strategy.run(stop), start_strategy)
+            report["strategy"] = {k: v for k, v in vars(strategy.stats).items() if k != "signals"}
         else:
             while not stop():
                 time.sleep(0.1)
@@ -271,10 +327,13 @@ def _run_loops(strategy, execution, should_stop, log, wiring=None, settings=None
         raise failure[0]
     if wiring is not None:
         for runner in wiring.runners:
-            runner.catch_up()  # what the last moments of the loops recorded
+            resilient("projections", runner.catch_up, lambda: None)  # the loops' last events
         report["projections"] = {r.projection.name: r.status().position for r in wiring.runners}
     if execution is not None:
-        report["execution"] = vars(execution.stats)
+        report["execution"] = {
+            k: v for k, v in vars(execution.stats).items() if isinstance(v, int | float | dict)
+        }
+    report["retries"] = loops.retries
     return report
 
 

@@ -7,7 +7,7 @@ engine with a message naming the variable. Secrets are `SecretStr`, so they neve
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     API_KEY: SecretStr = SecretStr("")
     API_SECRET: SecretStr = SecretStr("")
     LOG_LEVEL: str = "INFO"
+    # How `run` logs to stdout: one JSON object per line, or the human text format.
+    LOG_FORMAT: Literal["json", "text"] = "json"
+    # The seed's DBLogger: signals, orders, fills, rejections and errors into engine_log.
+    LOG_TO_DATABASE: bool = True
+    # On SIGTERM, cancel the orders still open at the exchange (else they are left as they
+    # are, and followed again at the next start).
+    CANCEL_OPEN_ORDERS_ON_STOP: bool = False
+    # Redis or PostgreSQL away: `run` waits and retries, doubling the wait up to this.
+    RETRY_MAX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0, le=600)
     MA_FAST_WINDOW: int = Field(default=5, ge=1)
     MA_SLOW_WINDOW: int = Field(default=20, ge=2)
     RSI_PERIOD: int = Field(default=14, ge=2)

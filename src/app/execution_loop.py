@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from app.execution import ExecutionService
 from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
+from domain.values import OrderStatus
 from ports.broker import Broker, BrokerFatal
 from ports.clock import Clock
 from ports.event_store import EventStore
@@ -34,6 +36,34 @@ class ExecutionStats:
     duplicates: int = 0
     orders: int = 0
     polls: int = 0
+    # Refusals and exchange rejections by a bounded reason (a metric label): the risk or
+    # sizing rule for a refusal, the exchange's error code for a rejected order.
+    rejections: dict[str, int] = field(default_factory=dict)
+
+    # A refusal's text carries numbers and operator notes; its rule is known by how the rule's
+    # message starts (the trading state's, which then quote the operator) or by a phrase it
+    # always contains (domain/risk.py refusal_for, domain/sizing.py plan_orders).
+    REFUSAL_STARTS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("trading is HALTED", "halted"),
+        ("trading is REDUCING", "reducing_only"),
+    )
+    REFUSAL_PHRASES: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("above MAX_POSITION_SIZE", "max_position_size"),
+        ("shorting is disabled", "shorting_disabled"),
+        ("below the minimum size", "below_min_size"),
+        ("no size/tick rules", "no_symbol_rules"),
+    )
+
+    def count_rejection(self, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
+    @classmethod
+    def refusal_category(cls, reason: str | None) -> str:
+        text = reason or ""
+        for start, rule in cls.REFUSAL_STARTS:
+            if text.startswith(start):
+                return rule
+        return next((rule for phrase, rule in cls.REFUSAL_PHRASES if phrase in text), "other")
 
 
 class ExecutionLoop:
@@ -80,8 +110,9 @@ class ExecutionLoop:
         """Read and handle one batch, then poll live orders if a poll is due. While orders
         are live, the read waits no longer than the next poll. Returns signals handled."""
         if self._live():
+            # (no poll yet: due now; -inf would not convert to milliseconds)
             due_in = self._poll_interval - (self._monotonic() - self._last_poll)
-            block_ms = max(0, min(block_ms, int(due_in * 1000)))
+            block_ms = min(block_ms, int(max(due_in, 0.0) * 1000))
         entries = self._subscriber.read(self._batch_size, block_ms)
         self._handle(entries)
         if self._monotonic() - self._last_poll >= self._poll_interval:
@@ -99,6 +130,13 @@ class ExecutionLoop:
         while not should_stop():
             self.step(block_ms)
         return self.stats
+
+    def finish(self, cancel_open_orders: bool) -> int:
+        """At a stop: leave the open orders as they are (followed again at the next start), or
+        cancel them. Returns the cancels asked."""
+        if not cancel_open_orders:
+            return 0
+        return self._monitor.cancel_open("service stopped (CANCEL_OPEN_ORDERS_ON_STOP)")
 
     @property
     def broker(self) -> Broker:
@@ -124,9 +162,12 @@ class ExecutionLoop:
                 self.stats.approved += 1
             elif outcome.outcome == "refused":
                 self.stats.refused += 1
+                self.stats.count_rejection(ExecutionStats.refusal_category(outcome.reason))
             else:
                 self.stats.duplicates += 1
             for order in outcome.orders:
                 self._monitor.track(order)
                 self.stats.orders += 1
+                if order.status is OrderStatus.REJECTED:
+                    self.stats.count_rejection(order.reject_code or "REJECTED")
             self._subscriber.ack([entry])

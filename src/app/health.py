@@ -9,7 +9,10 @@ at scrape time, so the loops carry no metrics code.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +31,24 @@ class CheckResult:
 
 
 class Readiness:
-    def __init__(self, checks: dict[str, Check]) -> None:
+    """The checks run side by side, each given `timeout` seconds: a server that does not
+    answer (a connect stuck on a dead host) makes its check fail, never the probe hang."""
+
+    def __init__(self, checks: dict[str, Check], timeout: float = 3.0) -> None:
         self._checks = dict(checks)
+        self._timeout = timeout
+        # Shared across probes and bounded: checks stuck for good cannot pile up threads.
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
 
     def results(self) -> list[CheckResult]:
+        running = {name: self._pool.submit(check) for name, check in self._checks.items()}
+        deadline = time.monotonic() + self._timeout
         results = []
-        for name, check in self._checks.items():
+        for name, future in running.items():
             try:
-                problem = check()
+                problem = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                problem = f"no answer within {self._timeout:g}s"
             except Exception as error:  # a check that fails to run is a failed check
                 problem = f"{type(error).__name__}: {error}"
             results.append(CheckResult(name, problem is None, problem or "ok"))

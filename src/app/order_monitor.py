@@ -197,6 +197,27 @@ class OrderMonitor:
             log.error("order %s (%s) declared lost", order.id, order.exchange_order_id)
         self._misses.pop(order.id, None)
 
+    # ----- stopping ---------------------------------------------------------------------------
+
+    def cancel_open(self, reason: str) -> int:
+        """Ask the exchange to cancel every live order it holds for us (CANCEL_OPEN_ORDERS_ON_STOP),
+        then read their states once. A cancel the exchange refuses (already filled, or being
+        changed) is left to the next start's reconciliation. Returns the cancels asked."""
+        asked = 0
+        for order_id in sorted(self.tracked):
+            order = self._store.get_order(order_id)
+            if not order.status.is_live or order.exchange_order_id is None:
+                continue  # a placement still unknown has no id to cancel: the next start looks
+            self._orders.request_cancel(order_id, reason)
+            try:
+                self._broker.cancel_order(order.exchange_order_id)
+                asked += 1
+            except BrokerError as error:
+                log.warning("order %s not canceled at stop: %s", order_id, error)
+        if asked:
+            self.poll()
+        return asked
+
     # ----- facts from the exchange (polling or, later, a private stream) ---------------------
 
     def record_execution(self, execution: ExchangeExecution, source: str = "poll") -> bool:
@@ -224,6 +245,11 @@ class OrderMonitor:
         self._remember(execution.execution_id)
         if not recorded:
             return False
+        if order_id in self._latest:
+            # The exposure is what is still to fill: a fill recorded outside a poll's last
+            # step (reconciliation's sweep, a private stream) lowers it now, or a signal decided
+            # before the next poll counts this fill twice, in the position and the exposure.
+            self._note(order_id, self._store.get_order(order_id))
         position = self._store.find_position(order.exchange.value, order.symbol.value)
         if position is not None and position.closed_trips > trips_before:
             self._on_result(order.symbol.value, position.last_trip_pnl or Decimal(0))

@@ -6,9 +6,12 @@ on an order without the matching move of the position (or the other way round).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+from app.log_events import log_event
 from domain.models import Execution, Signal
 from domain.order import Order
 from domain.position import Position
@@ -19,6 +22,8 @@ from ports.event_store import ConcurrencyConflict, EventStore
 # A fill races only with other fills of the same symbol (the shared position); a few
 # reload-and-retry rounds resolve that without giving up on a fact the exchange reported.
 _FILL_ATTEMPTS = 5
+
+log = logging.getLogger("trading_engine.orders")
 
 
 class OrderService:
@@ -60,6 +65,7 @@ class OrderService:
         order = self._store.get_order(order_id)
         if order.accept(exchange_order_id, at=at or self._clock.now()):
             self._store.save(order)
+            _event(order, "order", "accepted")
         return order
 
     def reject(
@@ -68,6 +74,7 @@ class OrderService:
         order = self._store.get_order(order_id)
         order.reject(code, message, at=at or self._clock.now())
         self._store.save(order)
+        _event(order, "rejection", f"{code}: {message}", level=logging.WARNING)
         return order
 
     def request_cancel(self, order_id: UUID, reason: str, *, at: datetime | None = None) -> Order:
@@ -87,12 +94,14 @@ class OrderService:
         order = self._store.get_order(order_id)
         order.cancel(cancel_type, reason, at=at or self._clock.now())
         self._store.save(order)
+        _event(order, "order", f"canceled ({order.cancel_type}): {reason}")
         return order
 
     def expire(self, order_id: UUID, reason: str = "", *, at: datetime | None = None) -> Order:
         order = self._store.get_order(order_id)
         order.expire(reason, at=at or self._clock.now())
         self._store.save(order)
+        _event(order, "order", f"expired: {reason}")
         return order
 
     def record_fill(
@@ -125,8 +134,39 @@ class OrderService:
                 if attempt == _FILL_ATTEMPTS:
                     raise
                 continue
+            _event(
+                order,
+                "fill",
+                f"filled {execution.size} at {execution.price}",
+                execution_id=execution.execution_id,
+                fill_price=str(execution.price),
+                fill_size=str(execution.size),
+                fee=str(execution.fee),
+                executed_at=execution.executed_at.isoformat(),
+                filled_size=str(order.filled_size),
+            )
             return True
         raise AssertionError("unreachable")
 
     def position(self, exchange: str, symbol: str) -> Position | None:
         return self._store.find_position(exchange, symbol)
+
+
+def _event(order: Order, event: str, what: str, level: int = logging.INFO, **facts: Any) -> None:
+    """A step of an order in the log, under its signal's id (the correlation id)."""
+    log_event(
+        log,
+        event,
+        "order %s %s: %s",
+        order.id,
+        order.status.value,
+        what,
+        correlation_id=order.signal_id,
+        level=level,
+        order_id=str(order.id),
+        exchange_order_id=order.exchange_order_id,
+        status=order.status.value,
+        symbol=str(order.symbol),
+        side=str(order.side),
+        **facts,
+    )

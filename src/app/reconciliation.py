@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
+from uuid import UUID
 
 from app.order_monitor import OrderMonitor
 from domain.order import Order
@@ -30,6 +31,7 @@ from ports.event_store import EventStore
 
 log = logging.getLogger(__name__)
 LOG_PAGE = 1000
+SETTLE_ROUNDS = 10  # lookups of a lost placement at start, at most (the monitor's limit ends it)
 
 
 @dataclass
@@ -81,6 +83,15 @@ def reconcile(
     unplaced = {o.id for o in orders if o.exchange_order_id is None and not o.is_terminal}
     report.live_orders_checked = len(monitor.tracked)
     monitor.poll()
+    # Settle every lost placement before any signal is decided. One not found yet stays
+    # tracked as live exposure (`OrderMonitor.pending_exposure`) until `not_found_limit`
+    # lookups have failed, and a signal decided meanwhile is sized against a position that
+    # may not exist (a close the exchange refuses, an open that goes through: the position
+    # drifts). The process that would have sent it is gone, so it cannot appear later.
+    for _ in range(SETTLE_ROUNDS):
+        if not any(_unsettled(store, order_id, monitor) for order_id in unplaced):
+            break
+        monitor.poll()
     report.placements_found = sum(
         1 for order_id in unplaced if store.get_order(order_id).exchange_order_id is not None
     )
@@ -117,6 +128,11 @@ def reconcile(
         )
     )
     return report
+
+
+def _unsettled(store: EventStore, order_id: UUID, monitor: OrderMonitor) -> bool:
+    """A lost placement still followed: neither found at the exchange nor declared unplaced."""
+    return order_id in monitor.tracked and store.get_order(order_id).exchange_order_id is None
 
 
 def _position_difference(

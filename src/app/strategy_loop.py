@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from app.log_events import log_event
 from domain.bars import MultiTimeframeBars, bucket_start
 from domain.market import Trade
 from domain.models import OHLCV, Signal
@@ -39,6 +40,7 @@ class StrategyStats:
     trades: int = 0
     other_events: int = 0
     late_trades: int = 0
+    other_symbols: int = 0  # trades of symbols not traded here (a shared feed): skipped
     bars_closed: int = 0
     signals_new: int = 0
     signals_seen_before: int = 0
@@ -52,6 +54,12 @@ class StrategyStats:
 class _SymbolState:
     bars: MultiTimeframeBars
     strategy: Strategy
+    last_entry: str | None = None  # the market entry of the last trade added
+
+
+# A closed bar and the market entry of its last trade (None: from a bar file, or resumed
+# from the store after a restart with no trade of it read since).
+_Closed = tuple[OHLCV, str | None]
 
 
 class StrategyLoop:
@@ -70,6 +78,7 @@ class StrategyLoop:
         block_ms: int = 1000,
         tick_grace: timedelta | None = timedelta(seconds=2),
         keep_signals: bool = False,
+        symbols: Sequence[str] | None = None,
     ) -> None:
         if strategy_timeframe not in timeframes:
             raise ValueError(f"strategy timeframe {strategy_timeframe} is not built: {timeframes}")
@@ -78,6 +87,8 @@ class StrategyLoop:
         self.timeframes, self.strategy_timeframe = tuple(timeframes), strategy_timeframe
         self.clock, self.batch_size, self.block_ms = clock, batch_size, block_ms
         self.tick_grace, self.keep_signals = tick_grace, keep_signals
+        # Only these symbols get bars and signals (None: every symbol on the streams).
+        self.symbols = None if symbols is None else frozenset(Symbol(s) for s in symbols)
         self.stats = StrategyStats()
         self._symbols: dict[tuple[Exchange, Symbol], _SymbolState] = {}
         self._pending: list[MarketEntry] = []  # delivered, in open bars, not yet acknowledged
@@ -105,6 +116,13 @@ class StrategyLoop:
             log.info("recovered %d pending entries", len(recovered))
         return len(recovered)
 
+    def reset(self) -> None:
+        """Forget the in-memory state, as a new process would start: the next `start()`
+        recovers the unacknowledged entries and rebuilds the open bars from them."""
+        self._symbols.clear()
+        self._pending = []
+        self._started = False
+
     def step(self) -> int:
         """Read and process one batch. Returns the number of entries read."""
         if not self._started:
@@ -128,27 +146,39 @@ class StrategyLoop:
             self.start()
         while self.step():
             pass
-        closed = [bar for state in self._symbols.values() for bar in state.bars.close()]
+        closed = [
+            (bar, state.last_entry)
+            for state in self._symbols.values()
+            for bar in state.bars.close()
+        ]
         self._store_and_decide(closed)
         self._ack_settled([])
         return self.stats
 
     def flush(self, now: datetime) -> None:
         """Close every bar that `now` has passed (end of a replay) and act on them."""
-        closed = [bar for state in self._symbols.values() for bar in state.bars.tick(now)]
+        closed = [
+            (bar, state.last_entry)
+            for state in self._symbols.values()
+            for bar in state.bars.tick(now)
+        ]
         self._store_and_decide(closed)
         self._ack_settled([])
 
     # ----- processing -----------------------------------------------------------------------
 
     def _process(self, entries: Iterable[MarketEntry]) -> None:
-        closed: list[OHLCV] = []
+        closed: list[_Closed] = []
         settled: list[MarketEntry] = []
         for entry in entries:
             self.stats.entries += 1
             event = entry.event
             if not isinstance(event, Trade):
                 self.stats.other_events += 1  # tickers / books change no stored state here
+                settled.append(entry)
+                continue
+            if self.symbols is not None and event.symbol not in self.symbols:
+                self.stats.other_symbols += 1
                 settled.append(entry)
                 continue
             self.stats.trades += 1
@@ -158,6 +188,8 @@ class StrategyLoop:
                 event.exchange, event.symbol, resume_before=None
             )
             update = state.bars.add(event)
+            # The bars this trade closed ended with the symbol's previous trade.
+            closed.extend((bar, state.last_entry) for bar in update.closed)
             if update.late:
                 self.stats.late_trades += 1
                 log.warning(
@@ -169,12 +201,12 @@ class StrategyLoop:
                 )
                 settled.append(entry)
                 continue
-            closed.extend(update.closed)
+            state.last_entry = entry.entry_id
             self._pending.append(entry)
         if self.tick_grace is not None:
             now = self.clock.now() - self.tick_grace
             for state in self._symbols.values():
-                closed.extend(state.bars.tick(now))
+                closed.extend((bar, state.last_entry) for bar in state.bars.tick(now))
         self._store_and_decide(closed)
         self._ack_settled(settled)
 
@@ -184,14 +216,14 @@ class StrategyLoop:
         for bar in closed:
             if (bar.exchange, bar.symbol) not in self._symbols:
                 self._open_symbol(bar.exchange, bar.symbol, bar.timestamp)
-        self._store_and_decide(closed)
+        self._store_and_decide([(bar, None) for bar in closed])
 
-    def _store_and_decide(self, closed: Sequence[OHLCV]) -> None:
+    def _store_and_decide(self, closed: Sequence[_Closed]) -> None:
         if not closed:
             return
-        self.bar_store.upsert(closed)
+        self.bar_store.upsert([bar for bar, _ in closed])
         self.stats.bars_closed += len(closed)
-        for bar in closed:
+        for bar, last_entry in closed:
             if bar.timeframe != self.strategy_timeframe:
                 continue
             strategy = self._symbols[(bar.exchange, bar.symbol)].strategy
@@ -200,12 +232,22 @@ class StrategyLoop:
                 continue
             if self.signal_store.add(signal):
                 self.stats.signals_new += 1
-                log.info(
+                log_event(
+                    log,
+                    "signal",
                     "signal %s %s %s at %s",
                     signal.action,
                     signal.symbol,
                     signal.signal_id,
                     bar.timestamp,
+                    correlation_id=signal.signal_id,
+                    market_entry=last_entry,  # the last trade of the bar decided on
+                    bar=bar.timestamp.isoformat(),
+                    timeframe=str(bar.timeframe),
+                    action=str(signal.action),
+                    symbol=str(signal.symbol),
+                    price_ref=str(signal.price_ref),
+                    strategy=signal.strategy,
                 )
             else:
                 self.stats.signals_seen_before += 1

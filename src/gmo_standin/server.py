@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import socket
 import socketserver
+import sys
 import threading
 import time
 import traceback
@@ -82,6 +83,13 @@ class _Server(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is what clients do; anything
+        else is printed as socketserver would."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
 
 class GmoStandIn:

@@ -10,13 +10,18 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One metric value: `name{labels} value`, of a counter or a gauge."""
+    """One metric value: `name{labels} value`, of a counter, a gauge or a histogram.
+
+    A histogram's `value` is the sum of its observations and `buckets` holds the cumulative
+    count of observations at or below each upper bound, ascending, the last one `inf` (whose
+    count is the histogram's count)."""
 
     name: str
-    kind: str  # "counter" or "gauge"
+    kind: str  # "counter", "gauge" or "histogram"
     help: str
     value: float
     labels: tuple[tuple[str, str], ...] = ()
+    buckets: tuple[tuple[float, int], ...] = ()
 
 
 MetricsSource = Callable[[], Iterable[Sample]]

@@ -93,7 +93,7 @@ class StrategyTablesContract:
         assert tables.get("missing") is None
 
 
-ALL_MIGRATIONS = ["0001_ohlcv_and_signals", "0002_orders_executions_positions"]
+ALL_MIGRATIONS = ["0001_ohlcv_and_signals", "0002_orders_executions_positions", "0003_engine_log"]
 
 
 class TestSqliteStrategyTables(StrategyTablesContract):

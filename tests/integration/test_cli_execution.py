@@ -26,6 +26,7 @@ from domain.models import Signal
 from domain.order import order_id_for
 from domain.values import OrderStatus
 from gmo_standin import GmoStandIn
+from support.engine_output import EngineProcess
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
@@ -79,9 +80,7 @@ def test_run_executes_signals_from_redis_and_stops_cleanly_on_sigterm(
     client = redis.Redis.from_url(redis_url)
     publisher = RedisSignalPublisher(client, stream_prefix=f"{redis_prefix}signal:")
     publisher.publish(a_signal("cli-sig-1"))
-    process = subprocess.Popen(
-        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while standin.placements() < 1 and time.monotonic() < deadline:
@@ -182,9 +181,7 @@ def test_run_with_both_modules_in_one_process(
         "MAX_CONSECUTIVE_LOSSES": "100000",
         "MAX_DRAWDOWN_PCT": "100",
     }
-    process = subprocess.Popen(
-        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
     client = redis.Redis.from_url(redis_url)
     stream = f"{redis_prefix}signal:gmo"
     try:

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from adapters.http.health_server import HealthServer
 from app.health import Readiness
 from ports.health import Sample
+from support.engine_output import EngineProcess
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
@@ -43,9 +43,7 @@ def test_a_running_service_answers_probes_and_scrapes(
         "ENABLE_EXECUTION": "false",
         "HEALTH_PORT": str(port),
     }
-    process = subprocess.Popen(
-        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         live = None

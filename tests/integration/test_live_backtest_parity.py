@@ -25,6 +25,7 @@ from adapters.marketdata.synthetic import synthetic_trades
 from adapters.marketdata.trade_files import write_gmo_trades
 from domain.order import Order
 from domain.signal_decision import SignalDecision
+from support.engine_output import EngineProcess
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
@@ -102,9 +103,7 @@ def test_live_and_backtest_give_the_same_signals_and_orders(
         "MAX_DRAWDOWN_PCT": "100",
         "ORDER_POLL_INTERVAL_SECONDS": "0.05",
     }
-    process = subprocess.Popen(
-        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
     client = redis.Redis.from_url(redis_url)
     try:
         # Paced at 1,000× the market's time (30,000 trades, ~4 h, in ~15 s): live, an order

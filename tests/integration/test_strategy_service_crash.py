@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,11 +23,8 @@ import redis
 
 from adapters.marketdata.stream_writer import publish_trades
 from adapters.marketdata.synthetic import synthetic_trades
-from adapters.sql.connections import connect_postgres
-from adapters.sql.strategy_tables import PostgresStrategyTables
-from app.bootstrap import simulated_strategy_loop
-from app.config import load_settings
-from domain.values import Exchange, Symbol, Timeframe
+from support.engine_output import EngineProcess
+from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -59,10 +55,8 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
-def start_engine(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [COMMAND, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def start_engine(env: dict[str, str]) -> EngineProcess:
+    return EngineProcess([COMMAND, "run"], env=env, text=True)
 
 
 def caught_up(client: redis.Redis, stream: str) -> bool:
@@ -122,39 +116,18 @@ def test_sigkill_many_times_loses_and_doubles_nothing(
     final_stats = orjson.loads(out.strip().splitlines()[-1])["strategy"]
 
     # the reference: the same entries, never interrupted, in-process with SQLite
-    overrides = {k: v for k, v in SETTINGS.items() if k != "OHLCV_TIMEFRAMES"}
-    settings = load_settings(
-        DATABASE_URL=f"sqlite:///{tmp_path}/ref.sqlite3",
-        OHLCV_TIMEFRAMES=SETTINGS["OHLCV_TIMEFRAMES"].split(","),
-        **overrides,
-    )
-    loop, _log, close = simulated_strategy_loop(settings, TRADES)
-    loop.start()
-    while loop.step():
-        pass  # no end-of-data close: the live engine's last bars are still open too
-    reference_signals = [s.signal_id for s in loop.stats.signals]
-    reference_tables = loop.bar_store
-    conn = connect_postgres(pg_url, schema=pg_schema)
-    live = PostgresStrategyTables(conn)
+    reference = uninterrupted_run(SETTINGS, TRADES, tmp_path)
     try:
-        for tf in (Timeframe("1m"), Timeframe("5m")):
-            args = (Exchange("gmo"), Symbol("BTC_JPY"), tf, None, 100_000)
-            assert live.recent(*args) == reference_tables.recent(*args)
-        stored = [row[0] for row in conn.execute("SELECT signal_id FROM signals ORDER BY id")]
-        assert sorted(stored) == sorted(reference_signals)
-        assert len(reference_signals) >= 5
+        stored = assert_tables_equal(pg_url, pg_schema, reference)
+        assert len(stored) >= 5
         published = [f[b"signal_id"].decode() for _, f in client.xrange(f"{prefix}signal:gmo")]
-        assert sorted(published) == sorted(reference_signals)  # once each, none lost
+        assert sorted(published) == sorted(reference.signal_ids)  # once each, none lost
         dead = client.xlen(f"{prefix}md:dead-letter")
         assert dead == 2
         pending = client.xpending(stream, "trading-engine-strategy")["pending"]
         # only the trades of the bars still open (the last 1m/5m bars) wait, unacknowledged
-        last_open = max(t.timestamp for t in TRADES).replace(second=0, microsecond=0)
-        last_open -= timedelta(minutes=last_open.minute % 5)
-        assert pending == sum(1 for t in TRADES if t.timestamp >= last_open)
+        assert pending == open_bar_trades(TRADES)
     finally:
-        live.close()
-        close()
         client.close()
     assert kills == KILLS
     print(

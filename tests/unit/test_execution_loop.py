@@ -226,3 +226,26 @@ def test_fills_missing_from_the_latest_executions_are_read_order_by_order(
     ] * 4
     assert store.find_position("gmo", "BTC_JPY").closed_trips == 2
     broker.close()
+
+
+def test_a_restart_with_an_order_still_live_steps_without_error() -> None:
+    """Reconciliation tracks the resting order before any poll of the new loop: the first
+    step must treat the poll as due now (it once computed int(-inf) and crashed)."""
+    settings = load_settings(
+        EXCHANGE_NAME="simulated", ORDER_TYPE="LIMIT", DATABASE_URL="memory://"
+    )
+    log, exchange, store = InProcessLog(), SimulatedExchange(), memory_event_store()
+    InProcessSignalPublisher(log).publish(a_signal("s-live", "enter_long", exchange="simulated"))
+    first = execution_loop(
+        settings, store, exchange, InProcessSignalSubscriber(log, "simulated", consumer="a")
+    )
+    first.start()
+    first.step(block_ms=0)
+    assert first.live_orders  # a LIMIT buy resting at the exchange
+    again = execution_loop(
+        settings, store, exchange, InProcessSignalSubscriber(log, "simulated", consumer="a")
+    )
+    again.start()
+    assert again.live_orders
+    again.step(block_ms=0)
+    assert again.stats.polls == 1

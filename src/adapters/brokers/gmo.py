@@ -98,7 +98,8 @@ class GmoBroker:
         self._lookup_attempts, self._lookup_delay = lookup_attempts, lookup_delay
         self._sleep = sleep
         self._clock_offset_ms = 0  # server minus local, learned from ERR-5008/5009 answers
-        self._returned_ids: set[str] = set()  # ids this adapter handed out: never "found" twice
+        # ids this adapter handed out or was told are taken: never "found" for another request
+        self._returned_ids: set[str] = set()
 
     def close(self) -> None:
         self._http.close()
@@ -134,6 +135,11 @@ class GmoBroker:
         `exclude` (ids already accounted for). Several matches are ambiguous: `None`, and the
         caller keeps looking rather than pick one."""
         earliest = placed_after - PLACEMENT_CLOCK_SLACK
+        # What the caller says is accounted for, and what this returns (the caller takes it as
+        # its order), is remembered: this adapter's own lookup of a lost placement (which may
+        # never have been made) must not claim an order that belongs to another request.
+        if exclude is not self._returned_ids:
+            self._returned_ids.update(exclude)
         candidate_ids = {o.exchange_order_id for o in self.open_orders(request.symbol)}
         candidate_ids |= {e.exchange_order_id for e in self.recent_executions(request.symbol)}
         candidate_ids -= set(exclude)
@@ -143,6 +149,7 @@ class GmoBroker:
             if order.timestamp >= earliest and _same_order(order, request)
         ]
         if len(matches) == 1:
+            self._returned_ids.add(matches[0].exchange_order_id)
             return matches[0]
         if len(matches) > 1:
             log.warning(
@@ -235,7 +242,7 @@ class GmoBroker:
             if attempt:
                 self._sleep(self._lookup_delay)
             try:
-                # Ids this adapter already handed out belong to other requests.
+                # Ids handed out or known to be taken belong to other requests.
                 found = self.find_order(request, sent_at, exclude=self._returned_ids)
             except BrokerError as error:
                 log.warning("GMO: lookup of lost placement failed: %s", error)
@@ -246,7 +253,6 @@ class GmoBroker:
                     why,
                     found.exchange_order_id,
                 )
-                self._returned_ids.add(found.exchange_order_id)
                 return found.exchange_order_id
         raise PlacementUnknown(
             f"placement of {request.client_order_id} got no answer ({why}) and no matching "

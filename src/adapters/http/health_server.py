@@ -3,37 +3,63 @@ default): what an orchestrator probes and Prometheus scrapes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
-from ports.health import MetricsSource, ReadinessReport
+from ports.health import MetricsSource, ReadinessReport, Sample
+
+log = logging.getLogger(__name__)
 
 
 class _Collector:
     def __init__(self, sources: list[MetricsSource]) -> None:
         self._sources = sources
 
-    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
         for source in self._sources:
-            for sample in source():
+            try:
+                samples = list(source())
+            except Exception as error:  # a database away: the scrape still serves the rest
+                log.warning("metrics source %s failed: %s", _name_of(source), error)
+                continue
+            for sample in samples:
                 family = families.get(sample.name)
                 if family is None:
-                    labels = [k for k, _ in sample.labels]
-                    kind = CounterMetricFamily if sample.kind == "counter" else GaugeMetricFamily
-                    name = (
-                        sample.name.removesuffix("_total")
-                        if sample.kind == "counter"
-                        else sample.name
-                    )
-                    family = families[sample.name] = kind(name, sample.help, labels=labels)
-                family.add_metric([v for _, v in sample.labels], sample.value)
+                    family = families[sample.name] = _family(sample)
+                values = [v for _, v in sample.labels]
+                if isinstance(family, HistogramMetricFamily):
+                    buckets = [(floatToGoString(le), n) for le, n in sample.buckets]
+                    family.add_metric(values, buckets, sample.value)
+                else:
+                    family.add_metric(values, sample.value)
         return list(families.values())
+
+
+def _name_of(source: MetricsSource) -> str:
+    return getattr(source, "__qualname__", None) or repr(source)
+
+
+def _family(sample: Sample) -> Metric:
+    """The family a sample's name starts (its first sample gives the help and label names)."""
+    labels = [k for k, _ in sample.labels]
+    if sample.kind == "histogram":
+        return HistogramMetricFamily(sample.name, sample.help, labels=labels)
+    if sample.kind == "counter":  # the client appends `_total` itself
+        return CounterMetricFamily(sample.name.removesuffix("_total"), sample.help, labels=labels)
+    return GaugeMetricFamily(sample.name, sample.help, labels=labels)
 
 
 class HealthServer:

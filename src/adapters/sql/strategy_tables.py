@@ -7,7 +7,7 @@ aware UTC datetimes. Decimals are exact in both: DECIMAL(20,8) in PostgreSQL, TE
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -94,10 +94,24 @@ def _signal_from_row(row: Sequence[Any]) -> Signal:
 
 
 class PostgresStrategyTables:
-    """BarRepository and SignalRepository over one psycopg connection (autocommit)."""
+    """BarRepository and SignalRepository over one psycopg connection (autocommit).
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+    With `reconnect`, a connection the server dropped (a restart, a failover) is replaced at
+    the next use; the call that met the broken one raises, and the caller's retry succeeds.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        reconnect: Callable[[], psycopg.Connection] | None = None,
+    ) -> None:
+        self._conn, self._reconnect = conn, reconnect
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn.closed and self._reconnect is not None:
+            self._conn = self._reconnect()
+        return self._conn
 
     def upsert(self, bars: Sequence[OHLCV]) -> None:
         if not bars:
@@ -149,7 +163,7 @@ class PostgresStrategyTables:
         return None if row is None else _signal_from_row(row)
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
 
 class SqliteStrategyTables:
