@@ -20,6 +20,17 @@ import redis
 from gmo_standin.exchange import Exchange, ExchangeError
 
 log = logging.getLogger(__name__)
+# What a malformed entry raises on its way to a print (bad JSON, missing or odd fields,
+# numbers that are not numbers, a symbol the stand-in does not list).
+_NOT_A_TRADE = (
+    orjson.JSONDecodeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    InvalidOperation,
+    ExchangeError,
+)
 
 
 class MarketFeed:
@@ -68,10 +79,8 @@ class MarketFeed:
             if not (price > 0 and size > 0):
                 raise ValueError("price and size must be positive")
             self._exchange.market_trade(payload["symbol"], price, size, payload.get("side", "BUY"))
-        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError,
-                InvalidOperation, ExchangeError):  # fmt: skip
+        except _NOT_A_TRADE:
             self.skipped += 1
             return False
         self.played += 1
         return True
-
