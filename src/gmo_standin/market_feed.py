@@ -46,6 +46,12 @@ class MarketFeed:
         self.skipped = 0
 
     def start(self) -> MarketFeed:
+        """Follows from now on: what is published after this returns is played (Redis away
+        at start: from when it answers)."""
+        try:
+            self._fix_start()
+        except redis.RedisError as error:
+            log.warning("market feed: %s; will retry", error)
         self._thread = threading.Thread(target=self._follow, name="market-feed", daemon=True)
         self._thread.start()
         return self
@@ -56,7 +62,22 @@ class MarketFeed:
             self._thread.join(5)
         self._client.close()
 
+    def _fix_start(self) -> None:
+        """ "$" means "after the last entry when this call is made": given to every XREAD,
+        entries added between two calls would be missed. It is fixed to an id once."""
+        if self._last_id == "$":
+            last = self._client.xrevrange(self._stream, count=1)
+            self._last_id = last[0][0] if last else "0-0"
+
     def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._fix_start()
+            except redis.RedisError as error:
+                log.warning("market feed: %s; retrying in 1s", error)
+                self._stop.wait(1.0)
+                continue
+            break
         while not self._stop.is_set():
             try:
                 reply = self._client.xread({self._stream: self._last_id}, count=500, block=500)
