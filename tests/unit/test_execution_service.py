@@ -14,10 +14,11 @@ from adapters.clocks.system import SystemClock
 from adapters.eventstore.sqlite import sqlite_event_store
 from app.execution import ExecutionService, ExecutionSettings
 from app.order_monitor import OrderMonitor
+from app.reconciliation import reconcile
 from domain.models import Signal
-from domain.order import order_id_for
+from domain.order import Order, order_id_for
 from domain.risk import RiskLimits, TradingState
-from domain.signal_decision import decision_id_for
+from domain.signal_decision import SignalDecision, decision_id_for
 from domain.sizing import GMO_RULES
 from domain.values import CancelType, OrderStatus, OrderType, Side
 from gmo_standin import GmoStandIn
@@ -208,3 +209,51 @@ def test_an_order_the_exchange_never_got_is_rejected_after_lookups(rig: Rig) -> 
     assert (final.status, final.reject_code) == (OrderStatus.REJECTED, "PLACEMENT_NOT_FOUND")
     assert rig.standin.placements() == 0
     assert order.id == order_id_for(outcome.signal_id, 0)
+
+
+def _crash_before_sending(rig: Rig, action: str) -> Order:
+    """The decision and its order stored, the process gone before the request went out."""
+    sig = signal(action)
+    order = ExecutionService._order(sig, *_planned(rig, sig))
+    decision = SignalDecision.receive(sig, at=rig.clock.now())
+    decision.approve([order.id], "ACTIVE", at=rig.clock.now())
+    rig.store.save(decision, order)
+    return order
+
+
+def _planned(rig: Rig, sig: Signal) -> tuple:
+    (plan,) = rig.service._plan(sig, Decimal(0))
+    return plan, rig.clock.now()
+
+
+def test_start_up_settles_a_placement_never_sent_before_any_signal(rig: Rig) -> None:
+    """Reconciliation keeps looking until each lost placement is found or rejected: left
+    live, it would count as exposure and size the next signal against a phantom position."""
+    order = _crash_before_sending(rig, "enter_long")
+    fresh = OrderMonitor(rig.store, rig.broker, rig.clock, not_found_limit=3)
+    report = reconcile(
+        rig.store, rig.broker, fresh, exchange="gmo", symbols=["BTC_JPY"], clock=rig.clock
+    )
+    final = rig.store.get_order(order.id)
+    assert (final.status, final.reject_code) == (OrderStatus.REJECTED, "PLACEMENT_NOT_FOUND")
+    assert fresh.pending_exposure("BTC_JPY") == 0
+    assert report.placements_found == 0
+    assert rig.standin.placements() == 0
+
+
+def test_a_fill_found_by_reconciliation_leaves_the_exposure_at_once(rig: Rig) -> None:
+    """A placement whose answer was lost, filled at the exchange: once reconciliation has
+    recorded the fill, the position holds it and the exposure no longer does."""
+    rig.standin.set_last_price("BTC_JPY", Decimal(5_000_000))
+    rig.standin.drop_next("/v1/order", accept=True)
+    rig.broker._lookup_attempts = 0  # the crash: no lookup in the process that sent it
+    outcome = rig.service.handle(signal("enter_long"))
+    (order,) = outcome.orders
+    assert order.exchange_order_id is None
+    fresh = OrderMonitor(rig.store, rig.broker, rig.clock, not_found_limit=3)
+    reconcile(rig.store, rig.broker, fresh, exchange="gmo", symbols=["BTC_JPY"], clock=rig.clock)
+    assert rig.store.get_order(order.id).status is OrderStatus.FILLED
+    position = rig.store.find_position("gmo", "BTC_JPY")
+    assert position is not None
+    assert position.quantity == Decimal("0.02")
+    assert fresh.pending_exposure("BTC_JPY") == 0
