@@ -156,10 +156,15 @@ def run() -> None:
     loops = LoopHealth()
     try:
         with stop_on_signals() as should_stop:
-            strategy, execution, wiring = _start(settings, closers, loops, should_stop, log)
+            strategy, execution, wiring = (
+                (None, None, None)
+                if should_stop()  # asked while the process was starting: nothing consumed
+                else _start(settings, closers, loops, should_stop, log)
+            )
             if strategy is None and execution is None:
-                _close_all(closers)
                 log.warning("stopped before the loops started")
+                _close_all(closers)
+                print(orjson.dumps({"started": False}).decode(), flush=True)
                 return
             health = health_server(settings, strategy, execution, wiring, loops)
             if health is not None:

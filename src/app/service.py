@@ -13,6 +13,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 log = logging.getLogger("trading_engine.service")
+_STOPS = (signal.SIGTERM, signal.SIGINT)
+# A stop asked for before `stop_on_signals` was entered (while the process was importing).
+_asked_early = threading.Event()
+
+
+def listen_for_stop_early() -> None:
+    """From now on SIGTERM / SIGINT are remembered, not fatal: the next `stop_on_signals`
+    starts stopped. Called by the entry point of `run` before the heavy imports."""
+    for sig in _STOPS:
+        signal.signal(sig, lambda _signum, _frame: _asked_early.set())
 
 
 @contextmanager
@@ -25,7 +35,10 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
         )
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, request_stop) for sig in _STOPS}
+    if _asked_early.is_set():  # checked after installing ours: no request falls in between
+        log.info("a stop was asked for during start-up: stopping before consuming")
+        stop.set()
     try:
         yield stop.is_set
     finally:

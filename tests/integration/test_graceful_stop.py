@@ -143,3 +143,30 @@ def test_sigterm_leaves_or_cancels_open_orders_and_exits_0(
         finally:
             store.close()
     assert standin.placements() == 1  # never sent again
+
+
+@pytest.mark.parametrize("after", [0.2, 0.8])
+def test_sigterm_while_the_process_starts_exits_0_before_consuming(
+    tmp_path: Path, redis_url: str, redis_prefix: str, after: float
+) -> None:
+    """A container stopped as it starts: the request is kept from the first instant (before
+    the imports), and `run` stops before it reads anything."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'engine.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "STREAM_PREFIX": redis_prefix,
+        "ENABLE_EXECUTION": "false",
+    }
+    process = subprocess.Popen(
+        [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(after)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert orjson.loads(out.strip().splitlines()[-1]) == {"started": False}
