@@ -110,28 +110,76 @@ def assert_equals_uninterrupted_run(tmp_path: Path, database_url: str, schema: s
     return len(stored)
 
 
-def test_redis_killed_and_restarted_mid_stream(
-    tmp_path: Path, pg_url: str, pg_schema: str, private_redis: PrivateRedis
-) -> None:
-    health_port = free_port()
-    env = {
+@pytest.fixture
+def standin() -> Iterator[GmoStandIn]:
+    server = GmoStandIn(api_key="away-key", api_secret="away-secret")
+    server.start()
+    server.set_last_price("BTC_JPY", TRADES[0].price)
+    yield server
+    server.stop()
+
+
+def both_modules(standin: GmoStandIn, redis_url: str, database_url: str, port: int) -> dict:
+    """Strategy and execution in one process, orders to the stand-in, /readyz on `port`."""
+    return {
         **os.environ,
         **SETTINGS,
         "ENABLE_STRATEGY": "true",
-        "ENABLE_EXECUTION": "false",
-        "REDIS_URL": private_redis.url,
-        "DATABASE_URL": f"{pg_url}?schema={pg_schema}",
-        "HEALTH_PORT": str(health_port),
+        "ENABLE_EXECUTION": "true",
+        "REST_BASE_URL": standin.base_url,
+        "API_KEY": "away-key",
+        "API_SECRET": "away-secret",
+        "ORDER_SIZE": "0.01",
+        "ORDER_POLL_INTERVAL_SECONDS": "0.1",
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "HEALTH_PORT": str(port),
         "RETRY_MAX_BACKOFF_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
     }
+
+
+def publisher(client: redis.Redis, stream: str, standin: GmoStandIn):
+    """Publishes trades, and shows the stand-in their prices (market orders fill there)."""
+
+    def publish(trades: list) -> None:
+        for start in range(0, len(trades), 500):
+            chunk = trades[start : start + 500]
+            publish_trades(client, chunk, stream=stream)
+            standin.set_last_price("BTC_JPY", chunk[-1].price)
+
+    return publish
+
+
+def assert_orders_once(database_url: str, schema: str, standin: GmoStandIn) -> str:
+    """One order per (signal, leg), each sent once, none left unsettled. Returns figures."""
+    store = postgres_event_store(database_url, schema=schema)
+    try:
+        orders = orders_in_log(store, "gmo")
+    finally:
+        store.close()
+    placed = [o for o in orders if o.exchange_order_id is not None]
+    per_signal = Counter((o.signal_id, o.leg) for o in orders)
+    assert all(n == 1 for n in per_signal.values()), per_signal
+    assert len(standin.exchange.orders) == len(placed)  # no order sent twice
+    assert {str(i) for i in standin.exchange.orders} == {o.exchange_order_id for o in placed}
+    assert not [o for o in orders if o.exchange_order_id is None and not o.is_terminal]
+    assert len(orders) >= 3
+    return f"orders {len(orders)} (at the exchange {len(placed)}, duplicates 0)"
+
+
+def test_redis_killed_and_restarted_mid_stream(
+    tmp_path: Path, pg_url: str, pg_schema: str, private_redis: PrivateRedis, standin: GmoStandIn
+) -> None:
+    health_port = free_port()
+    env = both_modules(standin, private_redis.url, f"{pg_url}?schema={pg_schema}", health_port)
     client = redis.Redis.from_url(private_redis.url)
     stream = "md:trade"
     half = len(TRADES) // 2
     process, log = engine(env, tmp_path)
     try:
         wait_until(lambda: readiness(health_port)[0] == 200, 60, "the engine to be ready")
-        publish_trades(client, TRADES[:half], stream=stream)
+        publisher(client, stream, standin)(TRADES[:half])
         time.sleep(0.2)  # the engine is in the middle of the first half
         backlog = client.xinfo_groups(stream)[0]["lag"]
         private_redis.kill()
@@ -143,9 +191,11 @@ def test_redis_killed_and_restarted_mid_stream(
         assert process.poll() is None, log.read_text()[-3000:]
         private_redis.start()
         client = redis.Redis.from_url(private_redis.url)
-        publish_trades(client, TRADES[half:], stream=stream)
+        publisher(client, stream, standin)(TRADES[half:])
         wait_until(lambda: group_caught_up(client, stream), 90, "the engine to catch up")
+        wait_until(lambda: group_done(client, "signal:gmo"), 60, "the signals to be handled")
         wait_until(lambda: readiness(health_port)[0] == 200, 30, "ready again")
+        time.sleep(1.0)  # the monitor's last polls
         report = stop(process, log)
     finally:
         if process.poll() is None:
@@ -155,10 +205,11 @@ def test_redis_killed_and_restarted_mid_stream(
     published = client_signals(private_redis.url)
     assert sorted(published) == sorted(set(published))  # each published once
     assert len(published) == signals
+    orders = assert_orders_once(pg_url, pg_schema, standin)
     print(
         f"\nRedis killed with {backlog} entries unread, restarted after ~2s: engine retried "
         f"{report['retries']} times, then resumed; entries {len(TRADES)}, lost 0, signals "
-        f"{signals} (duplicates 0), bars equal to the uninterrupted run"
+        f"{signals} (duplicates 0), {orders}, bars equal to the uninterrupted run"
     )
     assert report["retries"] >= 1
 
@@ -172,56 +223,37 @@ def client_signals(url: str) -> list[str]:
 
 
 def test_postgresql_away_for_a_while(
-    tmp_path: Path, redis_url: str, redis_prefix: str, private_postgres: PrivatePostgres
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    private_postgres: PrivatePostgres,
+    standin: GmoStandIn,
 ) -> None:
-    """Both modules: bars, signals, the event store (orders to the stand-in) and the read
-    tables all live in the database that goes away."""
+    """Bars, signals, the event store (orders to the stand-in) and the read tables all live
+    in the database that goes away."""
     health_port = free_port()
     schema = "engine"
-    standin = GmoStandIn(api_key="away-key", api_secret="away-secret")
-    standin.start()
-    standin.set_last_price("BTC_JPY", TRADES[0].price)
-    env = {
-        **os.environ,
-        **SETTINGS,
-        "ENABLE_STRATEGY": "true",
-        "ENABLE_EXECUTION": "true",
-        "REST_BASE_URL": standin.base_url,
-        "API_KEY": "away-key",
-        "API_SECRET": "away-secret",
-        "ORDER_SIZE": "0.01",
-        "ORDER_POLL_INTERVAL_SECONDS": "0.1",
-        "REDIS_URL": redis_url,
-        "STREAM_PREFIX": redis_prefix,
-        "DATABASE_URL": f"{private_postgres.url}?schema={schema}",
-        "HEALTH_PORT": str(health_port),
-        "RETRY_MAX_BACKOFF_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
+    database_url = f"{private_postgres.url}?schema={schema}"
+    env = {**both_modules(standin, redis_url, database_url, health_port),
+           "STREAM_PREFIX": redis_prefix}  # fmt: skip
     client = redis.Redis.from_url(redis_url)
     stream = f"{redis_prefix}md:trade"
-    thirds = [TRADES[: len(TRADES) // 3], TRADES[len(TRADES) // 3 : 2 * len(TRADES) // 3]]
-    thirds.append(TRADES[2 * len(TRADES) // 3 :])
-
-    def publish(trades: list) -> None:
-        for start in range(0, len(trades), 500):
-            publish_trades(client, trades[start : start + 500], stream=stream)
-            standin.set_last_price("BTC_JPY", trades[min(start + 499, len(trades) - 1)].price)
-
+    publish = publisher(client, stream, standin)
+    third = len(TRADES) // 3
     process, log = engine(env, tmp_path)
     try:
         wait_until(lambda: readiness(health_port)[0] == 200, 60, "the engine to be ready")
-        publish(thirds[0])
+        publish(TRADES[:third])
         time.sleep(0.2)  # the engine is in the middle of the first third
         private_postgres.stop("immediate")
-        publish(thirds[1])  # the market goes on while the database is away: it waits in Redis
+        publish(TRADES[third : 2 * third])  # the market goes on: it waits in Redis
         wait_until(lambda: readiness(health_port)[0] == 503, 30, "/readyz to say not ready")
         _, body = readiness(health_port)
         assert not body["checks"]["postgresql"]["ok"], body
         time.sleep(3.0)
         assert process.poll() is None, log.read_text()[-3000:]
         private_postgres.start()
-        publish(thirds[2])
+        publish(TRADES[2 * third :])
         wait_until(lambda: group_caught_up(client, stream), 90, "the engine to catch up")
         signals_stream = f"{redis_prefix}signal:gmo"
         wait_until(lambda: group_done(client, signals_stream), 60, "the signals to be handled")
@@ -232,25 +264,12 @@ def test_postgresql_away_for_a_while(
         if process.poll() is None:
             process.kill()
         client.close()
-        standin.stop()
     signals = assert_equals_uninterrupted_run(tmp_path, private_postgres.url, schema)
-    store = postgres_event_store(private_postgres.url, schema=schema)
-    try:
-        orders = orders_in_log(store, "gmo")
-    finally:
-        store.close()
-    placed = [o for o in orders if o.exchange_order_id is not None]
-    per_signal = Counter((o.signal_id, o.leg) for o in orders)
-    assert all(n == 1 for n in per_signal.values()), per_signal
-    assert len(standin.exchange.orders) == len(placed)  # no order sent twice
-    assert {str(i) for i in standin.exchange.orders} == {o.exchange_order_id for o in placed}
-    assert not [o for o in orders if o.exchange_order_id is None and not o.is_terminal]
-    assert len(orders) >= 3
+    orders = assert_orders_once(private_postgres.url, schema, standin)
     print(
         f"\nPostgreSQL stopped (immediate) for ~3s mid-stream: engine retried "
         f"{report['retries']} times, then resumed; entries {len(TRADES)}, lost 0, signals "
-        f"{signals} (duplicates 0), orders {len(orders)} (at the exchange {len(placed)}, "
-        f"duplicates 0), bars equal to the uninterrupted run"
+        f"{signals} (duplicates 0), {orders}, bars equal to the uninterrupted run"
     )
     assert report["retries"] >= 1
 
