@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     LOST_ORDER_AFTER: int = Field(default=3, ge=1, le=100)
     REST_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
 
+    @field_validator("HEALTH_PORT", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """`HEALTH_PORT=` (as in ops/.env.example): no endpoint."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -159,6 +159,19 @@ class ExecutionService:
         decision.approve([o.id for o in orders], control.state.value, at=now)
         if not self._save_decision(decision, control, *orders):
             return Outcome(signal.signal_id, "duplicate", None, ())
+        if not orders:  # e.g. an exit with no position open: recorded, and said so here
+            log_event(
+                log,
+                "decision",
+                "signal %s: no order needed (%s with a position of %s)",
+                signal.signal_id,
+                signal.action,
+                quantity,
+                correlation_id=signal.signal_id,
+                action=str(signal.action),
+                position=str(quantity),
+                symbol=str(signal.symbol),
+            )
         sent = tuple(self.send(order) for order in orders)
         return Outcome(signal.signal_id, "approved", None, sent)
 

@@ -67,7 +67,9 @@ def test_the_image_runs_as_a_fixed_non_root_user_before_the_entrypoint() -> None
 
 def test_the_entrypoint_is_the_engine_command_and_runs_the_service_by_default() -> None:
     stage = dict(_final_stage())
-    assert shlex.split(stage["ENTRYPOINT"].strip("[]").replace(",", " ")) == ["trading-engine"]
+    entrypoint = shlex.split(stage["ENTRYPOINT"].strip("[]").replace(",", " "))
+    # tini first: signals reach the engine even before Python has its handler
+    assert entrypoint == ["tini", "-e", "143", "--", "trading-engine"]
     assert shlex.split(stage["CMD"].strip("[]").replace(",", " ")) == ["run"]
 
 

@@ -257,3 +257,16 @@ def test_a_fill_found_by_reconciliation_leaves_the_exposure_at_once(rig: Rig) ->
     assert position is not None
     assert position.quantity == Decimal("0.02")
     assert fresh.pending_exposure("BTC_JPY") == 0
+
+
+def test_a_signal_that_needs_no_order_is_said_so_in_the_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exit with no position open: approved with no order, and a `decision` record under
+    the signal's id, so the log does not end at a lone signal."""
+    with caplog.at_level("INFO", logger="app.execution"):
+        outcome = rig.service.handle(signal("exit"))
+    assert (outcome.outcome, outcome.orders) == ("approved", ())
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "decision"]
+    assert record.correlation_id == outcome.signal_id
+    assert record.fields["position"] == "0"
