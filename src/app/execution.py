@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.log_events import log_event
+from app.log_events import log_event, order_event
 from domain.models import Signal
 from domain.order import Order
 from domain.risk import RiskLimits, TradingControl, control_id_for, refusal_for
 from domain.signal_decision import SignalDecision, decision_id_for
 from domain.sizing import PlannedOrder, SizingRefused, SymbolRules, plan_orders
-from domain.values import ZERO, OrderStatus, OrderType
+from domain.values import ZERO, OrderType
 from ports.broker import (
     Broker,
     BrokerError,
@@ -229,11 +229,12 @@ class ExecutionService:
         except OrderRejected as refused:
             order.reject(refused.code or "REJECTED", refused.message, at=self._clock.now())
             self._store.save(order)
-            _order_event(order, "rejection", f"rejected by {self._broker.name}: {refused}")
+            order_event(log, order, "rejection", f"rejected by {self._broker.name}: {refused}")
             return order
         except PlacementUnknown as unknown:
             # Left NEW without an exchange id: reconciliation looks for it; never re-sent.
-            _order_event(
+            order_event(
+                log,
                 order,
                 "order",
                 f"placement unknown, reconciliation will look: {unknown}",
@@ -247,36 +248,12 @@ class ExecutionService:
             # has passed; record the refusal with the exchange's code rather than retry late.
             order.reject(failed.code or type(failed).__name__, failed.message, at=self._clock.now())
             self._store.save(order)
-            _order_event(order, "rejection", f"not placed: {failed}")
+            order_event(log, order, "rejection", f"not placed: {failed}")
             return order
         order.accept(exchange_order_id, at=self._clock.now())
         self._store.save(order)
-        _order_event(order, "order", f"placed at {self._broker.name}")
+        order_event(log, order, "order", f"placed at {self._broker.name}")
         return order
-
-
-def _order_event(order: Order, event: str, what: str, level: int | None = None) -> None:
-    """An order's step in the log, under its signal's correlation id."""
-    rejected = order.status is OrderStatus.REJECTED
-    log_event(
-        log,
-        event,
-        "order %s %s: %s",
-        order.id,
-        order.status.value,
-        what,
-        correlation_id=order.signal_id,
-        level=level if level is not None else (logging.WARNING if rejected else logging.INFO),
-        order_id=str(order.id),
-        exchange_order_id=order.exchange_order_id,
-        status=order.status.value,
-        symbol=str(order.symbol),
-        side=str(order.side),
-        order_type=str(order.order_type),
-        size=str(order.size),
-        price=None if order.price is None else str(order.price),
-        reject_code=order.reject_code,
-    )
 
 
 def request_for(order: Order) -> OrderRequest:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from domain.order import Order
+from domain.values import OrderStatus
+
 
 def log_event(
     logger: logging.Logger,
@@ -35,4 +38,37 @@ def log_event(
             None,
             extra={"event": event, "correlation_id": correlation_id, "fields": fields},
         )
+    )
+
+
+def order_event(
+    logger: logging.Logger,
+    order: Order,
+    event: str,
+    what: str,
+    level: int | None = None,
+    **facts: Any,
+) -> None:
+    """A step of an order, under its signal's id; a rejection is a WARNING unless told."""
+    if level is None:
+        level = logging.WARNING if order.status is OrderStatus.REJECTED else logging.INFO
+    log_event(
+        logger,
+        event,
+        "order %s %s: %s",
+        order.id,
+        order.status.value,
+        what,
+        correlation_id=order.signal_id,
+        level=level,
+        order_id=str(order.id),
+        exchange_order_id=order.exchange_order_id,
+        status=order.status.value,
+        symbol=str(order.symbol),
+        side=str(order.side),
+        order_type=str(order.order_type),
+        size=str(order.size),
+        price=None if order.price is None else str(order.price),
+        reject_code=order.reject_code,
+        **facts,
     )

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from app.log_events import log_event
+from app.log_events import order_event
 from domain.models import Execution, Signal
 from domain.order import Order
 from domain.position import Position
@@ -65,7 +64,7 @@ class OrderService:
         order = self._store.get_order(order_id)
         if order.accept(exchange_order_id, at=at or self._clock.now()):
             self._store.save(order)
-            _event(order, "order", "accepted")
+            order_event(log, order, "order", "accepted")
         return order
 
     def reject(
@@ -74,7 +73,7 @@ class OrderService:
         order = self._store.get_order(order_id)
         order.reject(code, message, at=at or self._clock.now())
         self._store.save(order)
-        _event(order, "rejection", f"{code}: {message}", level=logging.WARNING)
+        order_event(log, order, "rejection", f"{code}: {message}")
         return order
 
     def request_cancel(self, order_id: UUID, reason: str, *, at: datetime | None = None) -> Order:
@@ -94,14 +93,14 @@ class OrderService:
         order = self._store.get_order(order_id)
         order.cancel(cancel_type, reason, at=at or self._clock.now())
         self._store.save(order)
-        _event(order, "order", f"canceled ({order.cancel_type}): {reason}")
+        order_event(log, order, "order", f"canceled ({order.cancel_type}): {reason}")
         return order
 
     def expire(self, order_id: UUID, reason: str = "", *, at: datetime | None = None) -> Order:
         order = self._store.get_order(order_id)
         order.expire(reason, at=at or self._clock.now())
         self._store.save(order)
-        _event(order, "order", f"expired: {reason}")
+        order_event(log, order, "order", f"expired: {reason}")
         return order
 
     def record_fill(
@@ -134,7 +133,8 @@ class OrderService:
                 if attempt == _FILL_ATTEMPTS:
                     raise
                 continue
-            _event(
+            order_event(
+                log,
                 order,
                 "fill",
                 f"filled {execution.size} at {execution.price}",
@@ -150,23 +150,3 @@ class OrderService:
 
     def position(self, exchange: str, symbol: str) -> Position | None:
         return self._store.find_position(exchange, symbol)
-
-
-def _event(order: Order, event: str, what: str, level: int = logging.INFO, **facts: Any) -> None:
-    """A step of an order in the log, under its signal's id (the correlation id)."""
-    log_event(
-        log,
-        event,
-        "order %s %s: %s",
-        order.id,
-        order.status.value,
-        what,
-        correlation_id=order.signal_id,
-        level=level,
-        order_id=str(order.id),
-        exchange_order_id=order.exchange_order_id,
-        status=order.status.value,
-        symbol=str(order.symbol),
-        side=str(order.side),
-        **facts,
-    )

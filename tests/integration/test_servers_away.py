@@ -192,11 +192,7 @@ def test_redis_killed_and_restarted_mid_stream(
         private_redis.start()
         client = redis.Redis.from_url(private_redis.url)
         publisher(client, stream, standin)(TRADES[half:])
-        wait_until(lambda: group_caught_up(client, stream), 90, "the engine to catch up")
-        wait_until(lambda: group_done(client, "signal:gmo"), 60, "the signals to be handled")
-        wait_until(lambda: readiness(health_port)[0] == 200, 30, "ready again")
-        time.sleep(1.0)  # the monitor's last polls
-        report = stop(process, log)
+        report = catch_up_and_stop(client, "", health_port, process, log)
     finally:
         if process.poll() is None:
             process.kill()
@@ -254,12 +250,7 @@ def test_postgresql_away_for_a_while(
         assert process.poll() is None, log.read_text()[-3000:]
         private_postgres.start()
         publish(TRADES[2 * third :])
-        wait_until(lambda: group_caught_up(client, stream), 90, "the engine to catch up")
-        signals_stream = f"{redis_prefix}signal:gmo"
-        wait_until(lambda: group_done(client, signals_stream), 60, "the signals to be handled")
-        wait_until(lambda: readiness(health_port)[0] == 200, 60, "ready again")
-        time.sleep(1.0)  # the monitor's last polls
-        report = stop(process, log)
+        report = catch_up_and_stop(client, redis_prefix, health_port, process, log)
     finally:
         if process.poll() is None:
             process.kill()
@@ -272,6 +263,18 @@ def test_postgresql_away_for_a_while(
         f"{signals} (duplicates 0), {orders}, bars equal to the uninterrupted run"
     )
     assert report["retries"] >= 1
+
+
+def catch_up_and_stop(
+    client: redis.Redis, prefix: str, health_port: int, process, log: Path
+) -> dict:
+    """Once every trade is read, every signal handled and /readyz is 200 again: SIGTERM."""
+    wait_until(lambda: group_caught_up(client, f"{prefix}md:trade"), 90, "the engine to catch up")
+    signals = f"{prefix}signal:gmo"
+    wait_until(lambda: group_done(client, signals), 60, "the signals to be handled")
+    wait_until(lambda: readiness(health_port)[0] == 200, 60, "ready again")
+    time.sleep(1.0)  # the monitor's last polls
+    return stop(process, log)
 
 
 def group_done(client: redis.Redis, stream: str) -> bool:
