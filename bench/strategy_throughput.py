@@ -40,7 +40,7 @@ def domain_only(trades, timeframes, strategy_tf, settings) -> float:
     strategy = create_strategy(settings.STRATEGY_NAME, **strategy_parameters(settings))
     started = time.perf_counter()
     for trade in trades:
-        for bar in book.add(trade).closed:
+        for bar in book.add(trade).bars():
             if bar.timeframe == strategy_tf:
                 strategy.decide(bar, strategy.calculate_indicators(bar))
     return len(trades) / (time.perf_counter() - started)

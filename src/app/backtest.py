@@ -23,7 +23,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from itertools import groupby
 from typing import Any, Protocol
@@ -58,7 +58,7 @@ class HeldSignals:
         self._bus = bus
         self._held: list[Signal] = []
 
-    def publish(self, signal: Signal) -> bool:
+    def publish(self, signal: Signal, age: timedelta | None = None) -> bool:
         self._held.append(signal)
         return True
 

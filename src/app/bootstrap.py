@@ -60,7 +60,7 @@ from app.backtest_trades import TradeBacktest
 from app.config import ConfigError, Settings
 from app.execution import ExecutionService, ExecutionSettings
 from app.execution_loop import ExecutionLoop
-from app.health import Check, Readiness, stats_samples
+from app.health import Check, Readiness, dead_letter_samples, stats_samples
 from app.metered_broker import MeteredBroker
 from app.order_monitor import OrderMonitor
 from app.orders import OrderService
@@ -72,8 +72,17 @@ from domain.errors import InvalidValue
 from domain.market import Trade
 from domain.models import OHLCV
 from domain.risk import RiskLimits
+from domain.signal_age import SignalAgeLimit
 from domain.sizing import GMO_RULES, SymbolRules
-from domain.values import ZERO, Exchange, OrderStatus, OrderType, Symbol, Timeframe
+from domain.values import (
+    ZERO,
+    Exchange,
+    OrderStatus,
+    OrderType,
+    Symbol,
+    Timeframe,
+    paper_venue,
+)
 from ports.broker import Broker, RetryLater, TradingPaused
 from ports.clock import Clock
 from ports.event_store import EventStore
@@ -261,6 +270,7 @@ def live_strategy_loop(settings: Settings, clock: Clock | None = None) -> tuple[
         batch_size=settings.STRATEGY_BATCH_SIZE,
         tick_grace=timedelta(seconds=settings.BAR_CLOSE_GRACE_SECONDS),
         symbols=settings.SYMBOLS,
+        future_tolerance=timedelta(seconds=settings.CLOCK_SKEW_TOLERANCE_SECONDS),
     )
 
     def close() -> None:
@@ -301,6 +311,19 @@ def simulated_strategy_loop(
     return loop, log, tables.close
 
 
+SYNTHETIC_SPACING = timedelta(milliseconds=500)  # synthetic_trades' mean time between trades
+
+
+def synthetic_start(count: int, speed: float) -> datetime:
+    """When a replayed synthetic market starts. In real time (speed 1) it starts now, a live
+    feed's stand-in; at any other speed it ends about now, so that no trade is published
+    stamped ahead of the host's clock (the engine refuses those, see
+    CLOCK_SKEW_TOLERANCE_SECONDS): at 60× an hour of trades would otherwise reach an hour into
+    the future within a minute."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return now if speed == 1 else now - count * SYNTHETIC_SPACING
+
+
 def trades_from(file: Path | None, synthetic: int | None, seed: int, start: datetime | None):
     """Trades from a GMO trades file, or a seeded synthetic market."""
     if file is not None:
@@ -328,7 +351,7 @@ def open_broker(settings: Settings) -> Broker:
     """GMO's native adapter for `gmo`, ccxt for any other exchange id; with PAPER_TRADING,
     the simulated exchange, filling against the market this process's strategy loop reads."""
     if settings.PAPER_TRADING:
-        return SimulatedExchange(settings.EXCHANGE_NAME, borrowing=True)
+        return SimulatedExchange(paper_venue(settings.EXCHANGE_NAME), borrowing=True)
     key, secret = settings.API_KEY.get_secret_value(), settings.API_SECRET.get_secret_value()
     if not key or not secret:
         raise ConfigError("execution needs API_KEY and API_SECRET for " + settings.EXCHANGE_NAME)
@@ -373,11 +396,28 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 def execution_settings(settings: Settings) -> ExecutionSettings:
     return ExecutionSettings(
-        exchange=settings.EXCHANGE_NAME,
+        exchange=venue(settings),
         order_type=OrderType(settings.ORDER_TYPE),
         order_size=settings.ORDER_SIZE,
         allow_short=settings.ENABLE_SHORTING,
         rules=GMO_RULES,
+        signal_age=signal_age_limit(settings),
+    )
+
+
+def venue(settings: Settings) -> str:
+    """Where orders and positions are recorded: the exchange, or with PAPER_TRADING its own
+    `paper_<exchange>`, so simulated fills never mix with real ones (exports leave them out)."""
+    return paper_venue(settings.EXCHANGE_NAME) if settings.PAPER_TRADING else settings.EXCHANGE_NAME
+
+
+def signal_age_limit(settings: Settings) -> SignalAgeLimit | None:
+    """MAX_SIGNAL_AGE_SECONDS: unset, 3 lengths of the signal's bar; 0, no limit."""
+    if settings.MAX_SIGNAL_AGE_SECONDS == 0:
+        return None
+    return SignalAgeLimit(
+        seconds=settings.MAX_SIGNAL_AGE_SECONDS,
+        default_bar_seconds=Timeframe(settings.STRATEGY_TIMEFRAME).seconds,
     )
 
 
@@ -400,12 +440,13 @@ def execution_loop(
         on_result=lambda symbol, pnl: service.record_result(symbol, pnl),
         not_found_limit=settings.LOST_ORDER_AFTER,
     )
+    chosen = execution or execution_settings(settings)
     service = ExecutionService(
         store,
         broker,
         clock,
         risk_limits(settings),
-        execution or execution_settings(settings),
+        chosen,
         pending_exposure=monitor.pending_exposure,
     )
     return ExecutionLoop(
@@ -414,7 +455,7 @@ def execution_loop(
         subscriber,
         store,
         broker,
-        exchange=(execution.exchange if execution else settings.EXCHANGE_NAME),
+        exchange=chosen.exchange,
         symbols=list(execution.rules) if execution else list(settings.SYMBOLS),
         poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS,
         clock=clock,
@@ -777,8 +818,10 @@ def health_server(
         samples: list[Sample] = []
         if strategy is not None:
             samples += stats_samples("strategy", strategy.stats, "Strategy loop counters.")
+            samples += dead_letter_samples("market", strategy.dead_letters)
         if execution is not None:
             samples += stats_samples("execution", execution.stats, "Execution loop counters.")
+            samples += dead_letter_samples("signals", execution.dead_letters)
             samples += [
                 Sample(
                     "trading_engine_rejections_total",

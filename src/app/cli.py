@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from app.bootstrap import (
     publish_to_redis,
     risk_limits,
     simulated_strategy_loop,
+    synthetic_start,
     trades_from,
     trading_control,
 )
@@ -312,13 +312,13 @@ def _run_loops(
 
             def start_strategy() -> bool:
                 strategy.reset()
-                recovered = strategy.start()
+                recovered = strategy.start(stop)
                 log.info("strategy loop started (%d pending entries recovered)", recovered)
                 return True  # (None from run_resilient: stopped while waiting)
 
             if resilient("strategy", start_strategy, lambda: None) is not None:
                 resilient("strategy", lambda: strategy.run(stop), start_strategy)
-            report["strategy"] = {k: v for k, v in vars(strategy.stats).items() if k != "signals"}
+            report["strategy"] = strategy.report()
         else:
             while not stop():
                 time.sleep(0.1)
@@ -336,7 +336,8 @@ def _run_loops(
         report["projections"] = {r.projection.name: r.status().position for r in wiring.runners}
     if execution is not None:
         report["execution"] = {
-            k: v for k, v in vars(execution.stats).items() if isinstance(v, int | float | dict)
+            **{k: v for k, v in vars(execution.stats).items() if isinstance(v, int | float | dict)},
+            "dead_letters": execution.dead_letters,
         }
     report["retries"] = loops.retries
     return report
@@ -459,15 +460,23 @@ def replay(
     synthetic: SyntheticOption = None,
     seed: SeedOption = 7,
     speed: Annotated[
-        float, typer.Option(help="0 = as fast as possible, 1 = real time, N = N×.")
+        float, typer.Option(help="0 = as fast as possible, 1 = real time, N ≥ 1 = N× faster.")
     ] = 0.0,
 ) -> None:
     """Publish a trades file or a synthetic market into the md:trade stream of REDIS_URL."""
     settings = _settings(None)
     if (file is None) == (synthetic is None):
         raise _fail("give exactly one of --file or --synthetic")
+    if 0 < speed < 1:
+        # The engine closes bars when the feed's clock (its time advanced by the wall clock)
+        # passes them: a feed slower than real time would see bars closed before their trades.
+        raise _fail(
+            f"--speed {speed:g}: a replay slower than real time is not supported (the engine's "
+            "feed clock would close bars before their trades arrive); use 0, 1 or more"
+        )
     try:
-        trades = trades_from(file, synthetic, seed, None)
+        start = None if synthetic is None else synthetic_start(synthetic, speed)
+        trades = trades_from(file, synthetic, seed, start)
         with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("publishing", total=synthetic)
             written = publish_to_redis(
@@ -490,10 +499,10 @@ def simulate(
 ) -> None:
     """The Strategy module on the embedded default: in-process stream, SQLite, no servers.
 
-    Without --database-url or DATABASE_URL each run gets its own SQLite file under
-    data/simulations/, so a second run does not find the first one's bars (to which its
-    trades would be late)."""
-    if database_url is None and "DATABASE_URL" not in os.environ:
+    Without --database-url each run gets its own SQLite file under data/simulations/, even
+    when DATABASE_URL is set: its bars and signals never mix with live ones, and a second
+    run does not find the first one's bars (to which its trades would be late)."""
+    if database_url is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         database_url = f"sqlite:///data/simulations/sim-{stamp}-{uuid.uuid4().hex[:6]}.sqlite3"
     settings = _settings(database_url)

@@ -129,7 +129,9 @@ def backtest(
     database_url: Annotated[
         str | None,
         typer.Option(
-            "--database-url", help="Event store (default: $DATABASE_URL, else OUT/events.sqlite3)."
+            "--database-url",
+            help="Event store of the run (default: OUT/events.sqlite3, its own, even when "
+            "DATABASE_URL is set).",
         ),
     ] = None,
 ) -> None:
@@ -142,11 +144,15 @@ def backtest(
     if size is not None and fraction is not None:
         raise _fail("--size and --fraction exclude each other")
     out.mkdir(parents=True, exist_ok=True)
-    url = (
-        database_url
-        or os.environ.get("DATABASE_URL")
-        or f"sqlite:///{out.resolve()}/events.sqlite3"
-    )
+    # A run's simulated orders and fills stay in its own store: never in the one DATABASE_URL
+    # names (live or paper trading, read by the tax export) unless --database-url asks.
+    url = database_url or f"sqlite:///{out.resolve()}/events.sqlite3"
+    if database_url is None and os.environ.get("DATABASE_URL"):
+        errors.print(
+            f"backtest: its event log goes to {url}, not to DATABASE_URL "
+            "(--database-url to name a store)",
+            highlight=False,
+        )
     try:
         settings = load_settings(
             DATABASE_URL=url,

@@ -32,6 +32,14 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option("--database-url", help="Event store URL (default: $DATABASE_URL, else SQLite)."),
 ]
+IncludeSimulatedOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-simulated",
+        help="Also cover simulated venues (backtest_*, paper_*, demo): left out by default, "
+        "since these documents feed accounts and taxes. Naming one with --exchange includes it.",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -91,6 +99,7 @@ def tax(
             help="Also reconcile with the executions export and the positions projection.",
         ),
     ] = False,
+    include_simulated: IncludeSimulatedOption = False,
 ) -> None:
     """Realized gains of a JST calendar year, for the tax return.
 
@@ -111,10 +120,13 @@ def tax(
         raise _fail(str(error)) from None
     except (OSError, psycopg.Error) as error:
         raise _fail(f"cannot open the event store: {error}", code=1) from None
+    covered = ExportFilter(exchange=exchange, symbol=symbol, include_simulated=include_simulated)
     try:
         head = store.chain_head()  # first: the report covers at least up to this head
-        report = tax_report(store, tax_year, tax_method, exchange=exchange, symbol=symbol)
-        checked = _reconcile(store, url, report, exchange, symbol) if check else None
+        report = tax_report(store, tax_year, tax_method, scope=covered)
+        checked = (
+            _reconcile(store, url, report, exchange, symbol, include_simulated) if check else None
+        )
     except psycopg.Error as error:
         raise _fail(f"cannot read the event log: {error}", code=1) from None
     finally:
@@ -122,8 +134,9 @@ def tax(
     note = no_trades_note(report, exchange, symbol)
     if note:
         errors.print(note, highlight=False)
+    _say_left_out(covered)
     try:
-        write_report(report, fmt, out, sys.stdout.buffer, note, head)
+        write_report(report, fmt, out, sys.stdout.buffer, note, head, covered.venues())
     except OSError as error:
         raise _fail(f"cannot write {out}: {error}", code=1) from None
     if out is not None:
@@ -132,13 +145,34 @@ def tax(
         _report_check(checked)
 
 
-def _reconcile(store, url: str, report, exchange: str | None, symbol: str | None):
+def _say_left_out(covered: ExportFilter) -> None:
+    if covered.left_out:
+        errors.print(
+            f"left out simulated venues: {', '.join(sorted(covered.left_out))} "
+            "(--include-simulated to cover them)",
+            highlight=False,
+        )
+
+
+def _reconcile(
+    store,
+    url: str,
+    report,
+    exchange: str | None,
+    symbol: str | None,
+    include_simulated: bool,
+):
     """Moving-average gains (the engine's own cost method) against the executions export and
     the positions projection, brought up to the log's head first."""
     moving = report
     if report.method is not Method.MOVING_AVERAGE:
         moving = tax_report(
-            store, report.year, Method.MOVING_AVERAGE, exchange=exchange, symbol=symbol
+            store,
+            report.year,
+            Method.MOVING_AVERAGE,
+            scope=ExportFilter(
+                exchange=exchange, symbol=symbol, include_simulated=include_simulated
+            ),
         )
     wiring = projections(url)
     try:
@@ -148,7 +182,13 @@ def _reconcile(store, url: str, report, exchange: str | None, symbol: str | None
     finally:
         wiring.close()
     return reconcile(
-        store, report.year, moving.total.realized_gain, rows, exchange=exchange, symbol=symbol
+        store,
+        report.year,
+        moving.total.realized_gain,
+        rows,
+        exchange=exchange,
+        symbol=symbol,
+        include_simulated=include_simulated,
     )
 
 
@@ -213,11 +253,14 @@ def _log_export(
     exchange: str | None,
     symbol: str | None,
     database_url: str | None,
+    include_simulated: bool,
 ) -> None:
     # Everything is checked before anything is opened or written.
     if fmt not in EXPORT_FORMATS:
         raise _fail(f"invalid --format {fmt!r}: expected {'|'.join(EXPORT_FORMATS)}")
-    keep = ExportFilter(_moment("--from", start), _moment("--to", end), exchange, symbol)
+    keep = ExportFilter(
+        _moment("--from", start), _moment("--to", end), exchange, symbol, include_simulated
+    )
     if keep.start and keep.end and keep.start >= keep.end:
         raise _fail("--from must be before --to")
     url = _database_url(database_url)
@@ -240,6 +283,7 @@ def _log_export(
             "chain_head": None if head is None else {"position": head[0], "hash": head[1]},
             "exported_at": datetime.now(UTC).isoformat(),
         }
+
         with Progress(
             TextColumn(f"export {kind}"),
             BarColumn(),
@@ -248,19 +292,15 @@ def _log_export(
             console=errors,
         ) as bar:
             task = bar.add_task(kind, total=None)
-            count = write_export(
-                rows_of(store, keep, lambda at, all_: bar.update(task, completed=at, total=all_)),
-                columns,
-                out,
-                fmt,
-                manifest,
-            )
+            rows = rows_of(store, keep, lambda at, all_: bar.update(task, completed=at, total=all_))
+            count = write_export(_noting_venues(rows, keep, manifest), columns, out, fmt, manifest)
     except psycopg.Error as error:
         raise _fail(f"cannot read the event log: {error}", code=1) from None
     except OSError as error:
         raise _fail(f"cannot write {out}: {error}", code=1) from None
     finally:
         store.close()
+    _say_left_out(keep)
     where = "no chain" if head is None else f"chain head {head[0]} {head[1][:16]}…"
     at = manifest["log_head_position"]
     Console().print(f"{count} {kind} rows → {out} (read at log position {at}, {where})")
@@ -283,10 +323,11 @@ def export_orders(
     exchange: ExchangeOption = None,
     symbol: SymbolOption = None,
     database_url: DatabaseOption = None,
+    include_simulated: IncludeSimulatedOption = False,
 ) -> None:
     """Every order transition: time, ids, event, state before/after, signal, strategy, the
     exchange's code and message, and each fill."""
-    _log_export("orders", out, fmt, start, end, exchange, symbol, database_url)
+    _log_export("orders", out, fmt, start, end, exchange, symbol, database_url, include_simulated)
 
 
 @export_cli.command("executions")
@@ -298,9 +339,12 @@ def export_executions(
     exchange: ExchangeOption = None,
     symbol: SymbolOption = None,
     database_url: DatabaseOption = None,
+    include_simulated: IncludeSimulatedOption = False,
 ) -> None:
     """Every fill: execution id, order, side, price, size, fee, time."""
-    _log_export("executions", out, fmt, start, end, exchange, symbol, database_url)
+    _log_export(
+        "executions", out, fmt, start, end, exchange, symbol, database_url, include_simulated
+    )
 
 
 @export_cli.command("signals")
@@ -312,6 +356,13 @@ def export_signals(
     exchange: ExchangeOption = None,
     symbol: SymbolOption = None,
     database_url: DatabaseOption = None,
+    include_simulated: IncludeSimulatedOption = False,
 ) -> None:
     """Every signal execution received, with the risk decision it got (and why)."""
-    _log_export("signals", out, fmt, start, end, exchange, symbol, database_url)
+    _log_export("signals", out, fmt, start, end, exchange, symbol, database_url, include_simulated)
+
+
+def _noting_venues(rows, keep: ExportFilter, manifest: dict):
+    """Pass the rows through; at the end (before the manifest is written) note the venues."""
+    yield from rows
+    manifest.update(keep.venues())

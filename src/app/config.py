@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domain.bars import nested
 from domain.errors import InvalidValue
 from domain.values import Exchange, Symbol, Timeframe
 
@@ -74,9 +75,16 @@ class Settings(BaseSettings):
     BB_STD_DEV: float = Field(default=2.0, gt=0)
     CONSUMER_NAME: str = Field(default="engine-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     STRATEGY_BATCH_SIZE: int = Field(default=500, ge=1, le=10_000)
-    # A bar also closes when the wall clock passes its end plus this grace (exchange and
-    # network latency); a trade arriving later than that is counted as late.
-    BAR_CLOSE_GRACE_SECONDS: float = Field(default=2.0, ge=0)
+    # A bar also closes when the feed's clock (the latest exchange time seen plus the wall
+    # time since that trade entered its stream) passes its end plus this grace (latency
+    # jitter); a trade arriving later than that is counted as late.
+    BAR_CLOSE_GRACE_SECONDS: float = Field(default=2.0, ge=0, le=3600)
+    # A trade stamped further ahead of this host's clock is refused (counted, logged): it
+    # would drag the feed's clock, and every bar, into the future. Wider than any clock skew.
+    CLOCK_SKEW_TOLERANCE_SECONDS: float = Field(default=300.0, ge=60, le=86_400)
+    # A signal whose bar closed longer ago than this on the feed's clock is refused as stale,
+    # never sent (live and paper). Unset: 3 lengths of the signal's bar. 0: never refused.
+    MAX_SIGNAL_AGE_SECONDS: float | None = Field(default=None, ge=0)
     # Prepended to every stream name (md:trade, signal:gmo, ...): lets tests and parallel
     # paper-trading runs share one Redis without seeing each other's entries.
     STREAM_PREFIX: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
@@ -91,10 +99,11 @@ class Settings(BaseSettings):
     LOST_ORDER_AFTER: int = Field(default=3, ge=1, le=100)
     REST_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
 
-    @field_validator("HEALTH_PORT", mode="before")
+    @field_validator("HEALTH_PORT", "MAX_SIGNAL_AGE_SECONDS", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
-        """`HEALTH_PORT=` (as in ops/.env.example): no endpoint."""
+        """`HEALTH_PORT=` (as in ops/.env.example): no endpoint; an empty
+        `MAX_SIGNAL_AGE_SECONDS=`: the default."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("SYMBOLS", "OHLCV_TIMEFRAMES", mode="before")
@@ -116,7 +125,13 @@ class Settings(BaseSettings):
     def _timeframes(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one timeframe is needed")
-        return [_domain_value(Timeframe, item) for item in value]
+        timeframes = [_domain_value(Timeframe, item) for item in value]
+        if not nested([Timeframe(item) for item in timeframes]):
+            raise ValueError(
+                "each timeframe must divide the next longer one (e.g. 1s,1m,5m,15m,1h): a "
+                "restart resumes every timeframe at one moment, which needs shared boundaries"
+            )
+        return timeframes
 
     @field_validator("STRATEGY_TIMEFRAME")
     @classmethod

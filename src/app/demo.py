@@ -21,7 +21,9 @@ from domain.order import Order, order_id_for
 from domain.position import Position
 from domain.values import Exchange, SignalAction, Symbol
 
-EXCHANGE, SYMBOL = Exchange("gmo"), Symbol("BTC_JPY")
+# The scripted lifecycle moves no money: its venue is named as simulated ("demo"), so
+# exports for accounts and taxes leave it out even in a store that holds real trading.
+EXCHANGE, SYMBOL = Exchange("demo"), Symbol("BTC_JPY")
 
 
 @dataclass

@@ -3,13 +3,15 @@
 For each signal, in this order:
 1. Its `SignalDecision` is loaded; a signal already decided is not decided again (a signal
    delivered twice yields one decision and one set of orders).
-2. The trading state is brought up to date (a drawdown halt may have rolled out of its window).
-3. The orders are planned from the current position (sizing) and checked against the limits.
+2. A signal whose bar closed too long ago on the feed's clock is refused as stale (live and
+   paper trading; a backtest runs on its own clock and skips this).
+3. The trading state is brought up to date (a drawdown halt may have rolled out of its window).
+4. The orders are planned from the current position (sizing) and checked against the limits.
    A refusal is recorded with its reason; nothing is silently dropped.
-4. The decision and its orders are saved in one transaction, *before* anything is sent: after
+5. The decision and its orders are saved in one transaction, *before* anything is sent: after
    a crash, the store says which orders were meant to exist, and reconciliation finds out
    whether each reached the exchange. An order is never sent twice.
-5. Each order is sent once; the exchange's answer (its id, or a refusal with code and message)
+6. Each order is sent once; the exchange's answer (its id, or a refusal with code and message)
    is recorded on the order.
 """
 
@@ -17,16 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 
 from app.log_events import log_event, order_event
 from domain.models import Signal
 from domain.order import Order
 from domain.risk import RiskLimits, TradingControl, control_id_for, refusal_for
+from domain.signal_age import SignalAgeLimit
 from domain.signal_decision import SignalDecision, decision_id_for
 from domain.sizing import PlannedOrder, SizingRefused, SymbolRules, plan_orders
-from domain.values import ZERO, OrderType
+from domain.values import ZERO, Exchange, OrderType
 from ports.broker import (
     Broker,
     BrokerError,
@@ -53,6 +57,7 @@ class ExecutionSettings:
     allow_short: bool
     rules: dict[str, SymbolRules]
     sizer: Sizer | None = None
+    signal_age: SignalAgeLimit | None = None  # None: no signal is refused for its age
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,12 @@ class ExecutionService:
 
     # ----- one signal -----------------------------------------------------------------------
 
-    def handle(self, signal: Signal) -> Outcome:
+    def handle(self, signal: Signal, age: timedelta | None = None) -> Outcome:
+        """Decide on one signal. `age`: how long ago its bar closed, on the feed's clock;
+        None: measured on this service's clock from the bar's end."""
+        if str(signal.exchange) != self._settings.exchange:
+            # Paper trading: the decision, orders and position are the paper venue's own.
+            signal = replace(signal, exchange=Exchange(self._settings.exchange))
         existing = self._store.find(decision_id_for(signal.signal_id))
         if existing is not None and existing.outcome is not None:
             return Outcome(signal.signal_id, "duplicate", existing.reason, ())
@@ -132,9 +142,15 @@ class ExecutionService:
         position = self._store.find_position(str(signal.exchange), str(signal.symbol))
         quantity = position.quantity if position is not None else ZERO
         quantity += self._pending_exposure(str(signal.symbol))
+        age_limit = self._settings.signal_age
+        if age is None:
+            age = now - signal.timestamp
+        stale = None if age_limit is None else age_limit.refusal(signal, age)
         try:
-            planned = self._plan(signal, quantity)
-            reason = refusal_for(control.state, control.reason, quantity, planned, self._limits)
+            planned = [] if stale else self._plan(signal, quantity)
+            reason = stale or refusal_for(
+                control.state, control.reason, quantity, planned, self._limits
+            )
         except SizingRefused as refused:
             planned, reason = [], str(refused)
         if reason is not None:

@@ -14,11 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import ClassVar
 
 from app.execution import ExecutionService
 from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
+from domain.signal_age import STALE
 from domain.values import OrderStatus
 from ports.broker import Broker, BrokerFatal
 from ports.clock import Clock
@@ -46,6 +48,7 @@ class ExecutionStats:
     REFUSAL_STARTS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("trading is HALTED", "halted"),
         ("trading is REDUCING", "reducing_only"),
+        (STALE, "stale_signal"),
     )
     REFUSAL_PHRASES: ClassVar[tuple[tuple[str, str], ...]] = (
         ("above MAX_POSITION_SIZE", "max_position_size"),
@@ -143,6 +146,11 @@ class ExecutionLoop:
         return self._broker
 
     @property
+    def dead_letters(self) -> dict[str, int]:
+        """Malformed signal entries set aside, by reason."""
+        return dict(self._subscriber.stats.dead_letter_reasons)
+
+    @property
     def live_orders(self) -> bool:
         return self._live()
 
@@ -152,7 +160,7 @@ class ExecutionLoop:
     def _handle(self, entries: Sequence[SignalEntry]) -> None:
         for entry in entries:
             try:
-                outcome = self._service.handle(entry.signal)
+                outcome = self._service.handle(entry.signal, age=signal_age(entry))
             except BrokerFatal:
                 # Stop without acknowledging: the signal comes back after the fix.
                 log.critical("exchange error that needs an operator; stopping")
@@ -171,3 +179,12 @@ class ExecutionLoop:
                 if order.status is OrderStatus.REJECTED:
                     self.stats.count_rejection(order.reject_code or "REJECTED")
             self._subscriber.ack([entry])
+
+
+def signal_age(entry: SignalEntry) -> timedelta | None:
+    """How long ago, on the feed's clock, the signal's bar closed: its age when published
+    plus the time the entry has waited in the stream since (None: the publisher did not say)."""
+    if entry.age_at_publish is None:
+        return None
+    waited = 0.0 if entry.entered_at is None else max(time.monotonic() - entry.entered_at, 0.0)
+    return entry.age_at_publish + timedelta(seconds=waited)

@@ -72,3 +72,17 @@ def stats_samples(prefix: str, stats: Any, help_text: str) -> list[Sample]:
                 Sample(f"trading_engine_{prefix}_{field}_total", "counter", help_text, value)
             )
     return samples
+
+
+def dead_letter_samples(source: str, reasons: dict[str, int]) -> list[Sample]:
+    """Malformed entries set aside by one reader (`market`, `signals`), by reason."""
+    return [
+        Sample(
+            "trading_engine_dead_letters_total",
+            "counter",
+            "Malformed entries moved to a dead-letter stream, by reader and reason.",
+            n,
+            (("source", source), ("reason", reason)),
+        )
+        for reason, n in sorted(reasons.items())
+    ]

@@ -16,7 +16,7 @@ the writers (CSV, JSON Lines, Parquet) need no knowledge of the domain.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from app.projections import ORDER_EVENTS, AggregateCache
 from domain.order import Order
 from domain.signal_decision import SignalDecision
+from domain.values import is_simulated_venue
 from ports.event_store import EventStore, RecordedEvent
 
 Progress = Callable[[int, int], None]
@@ -88,19 +89,44 @@ SIGNAL_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class ExportFilter:
+    """What an export covers. Simulated venues (backtests, paper trading, the demo) are left
+    out unless `include_simulated` or named as `exchange`: these documents feed accounts and
+    taxes. The exchanges kept and the simulated ones left out are noted as rows pass, for the
+    manifest."""
+
     start: datetime | None = None  # inclusive, by the event's recorded time
     end: datetime | None = None  # exclusive
     exchange: str | None = None
     symbol: str | None = None
+    include_simulated: bool = False
+    included: set[str] = field(default_factory=set, compare=False)
+    left_out: set[str] = field(default_factory=set, compare=False)
 
     def keeps(self, moment: datetime, exchange: str, symbol: str) -> bool:
         if self.start is not None and moment < self.start:
             return False
         if self.end is not None and moment >= self.end:
             return False
+        return self.keeps_venue(exchange, symbol)
+
+    def keeps_venue(self, exchange: str, symbol: str) -> bool:
         if self.exchange is not None and exchange != self.exchange:
             return False
-        return self.symbol is None or symbol == self.symbol
+        if self.symbol is not None and symbol != self.symbol:
+            return False
+        if self.exchange is None and not self.include_simulated and is_simulated_venue(exchange):
+            self.left_out.add(exchange)
+            return False
+        self.included.add(exchange)
+        return True
+
+    def venues(self) -> dict[str, Any]:
+        """For a manifest: the exchanges in the document, and the simulated ones left out."""
+        return {
+            "exchanges": sorted(self.included),
+            "simulated_included": self.include_simulated or self.exchange is not None,
+            "simulated_left_out": sorted(self.left_out),
+        }
 
 
 def _text(value: Any) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -124,18 +125,52 @@ class OrderMonitor:
             if (now := seen.get(str(o.exchange_order_id))) and now.executed_size > o.filled_size
         }
         symbols = [*sweep, *{o.symbol.value for o in placed if o.id in short}]
+        learned: dict[str, tuple[ExchangeExecution, str]] = {}
         for execution in self._latest_executions(dict.fromkeys(symbols)):
             order_id = self.by_exchange_id.get(execution.exchange_order_id)
             if order_id in short:
-                self.record_execution(execution)
+                learned.setdefault(execution.execution_id, (execution, "poll"))
             elif order_id is not None and order_id not in self._misses:
-                self.record_execution(execution, source="sweep")
+                learned.setdefault(execution.execution_id, (execution, "sweep"))
+        for order in placed:
+            if order.id in short:
+                self._guarded(
+                    order, self._missing_fills, seen[str(order.exchange_order_id)], learned
+                )
+        self.record_in_exchange_order(learned.values())
         for order in placed:
             self._guarded(order, self._follow, seen.get(str(order.exchange_order_id)))
         for order_id in list(self._latest):
             tracked = order_id in self._misses
             self._note(order_id, self._store.get_order(order_id) if tracked else None)
         return len(self._misses)
+
+    def record_in_exchange_order(self, learned: Iterable[tuple[ExchangeExecution, str]]) -> int:
+        """Record executions learned together (one poll, a reconciliation) in the exchange's
+        order, oldest first, so the log, the exports and the tax computation see the buy
+        before the sell; the exchange lists them newest first. Returns those recorded."""
+        ordered = sorted(learned, key=lambda item: execution_order(item[0]))
+        return sum(self.record_execution(execution, source=source) for execution, source in ordered)
+
+    def _missing_fills(
+        self,
+        order: Order,
+        seen: ExchangeOrder,
+        learned: dict[str, tuple[ExchangeExecution, str]],
+    ) -> None:
+        """Fills of `order` the latest-executions list did not reach (a busy account)."""
+        listed = sum(
+            (
+                e.size
+                for e, _ in learned.values()
+                if e.exchange_order_id == order.exchange_order_id
+                and e.execution_id not in order.execution_ids
+            ),
+            Decimal(0),
+        )
+        if seen.executed_size > order.filled_size + listed:
+            for execution in self._broker.fetch_executions(seen.exchange_order_id):
+                learned.setdefault(execution.execution_id, (execution, "poll"))
 
     def _guarded(self, order: Order, check: Callable[..., None], *facts: object) -> None:
         try:
@@ -158,10 +193,6 @@ class OrderMonitor:
             self._not_found(order)
             return
         self._misses[order.id] = 0
-        if seen.executed_size > self._store.get_order(order.id).filled_size:
-            # fills the latest-executions list did not reach (a busy account)
-            for execution in self._broker.fetch_executions(seen.exchange_order_id):
-                self.record_execution(execution)
         self.record_exchange_order(seen)
 
     def _look_for_placement(self, order: Order) -> None:
@@ -271,3 +302,12 @@ class OrderMonitor:
         order = self._store.get_order(order_id)
         if order.is_terminal and seen.status.is_terminal:
             self._misses.pop(order_id, None)
+
+
+def execution_order(execution: ExchangeExecution) -> tuple[datetime, str, int, str]:
+    """The exchange's order of executions: time, then id, its trailing number compared as a
+    number (GMO's ids are numbers, so 99 comes before 100; `sim-x9` before `sim-x10`)."""
+    text = execution.execution_id
+    stem = text.rstrip("0123456789")
+    number = text[len(stem) :]
+    return execution.timestamp, stem, int(number) if number else -1, text

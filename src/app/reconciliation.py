@@ -102,14 +102,16 @@ def reconcile(
                     f"{seen.exchange_order_id} {seen.side} {seen.size} {symbol} @ "
                     f"{seen.price or 'MARKET'} ({seen.raw_status})"
                 )
+        known = []
         for execution in broker.recent_executions(symbol):
             if execution.exchange_order_id not in monitor.by_exchange_id:
                 report.unknown_executions.append(
                     f"{execution.execution_id} of order {execution.exchange_order_id}: "
                     f"{execution.side} {execution.size} {symbol} @ {execution.price}"
                 )
-            elif monitor.record_execution(execution, source="reconciliation"):
-                report.fills_recorded += 1
+            else:
+                known.append((execution, "reconciliation"))
+        report.fills_recorded += monitor.record_in_exchange_order(known)
         difference = _position_difference(store, broker, exchange, symbol)
         if difference:
             report.position_differences.append(difference)

@@ -82,17 +82,24 @@ def reconcile(
     *,
     exchange: str | None = None,
     symbol: str | None = None,
+    include_simulated: bool = False,
 ) -> Reconciliation:
-    rows = executions(store, ExportFilter(exchange=exchange, symbol=symbol))
+    """The three derivations over the same venues (real exchanges only, as the tax export,
+    unless `include_simulated`)."""
+
+    def scope() -> ExportFilter:
+        return ExportFilter(exchange=exchange, symbol=symbol, include_simulated=include_simulated)
+
+    rows = executions(store, scope())
     executions_year, executions_all = realized_from_executions(rows, year)
     projection_all = None
     if projection_rows is not None:
+        kept = scope()
         projection_all = sum(
             (
                 Decimal(str(row["realized_pnl"]))
                 for row in projection_rows
-                if (exchange is None or row["exchange"] == exchange)
-                and (symbol is None or row["symbol"] == symbol)
+                if kept.keeps_venue(str(row["exchange"]), str(row["symbol"]))
             ),
             ZERO,
         )

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import orjson
 
+from app.log_exports import ExportFilter
 from domain.position import Position
 from domain.tax import JST, Holding, Method, SymbolReport, TaxBook, TaxFill, TaxReport, Totals
 from ports.event_store import EventStore
@@ -34,9 +35,16 @@ def scope(exchange: str | None, symbol: str | None) -> str:
 
 
 def fills_from_log(
-    store: EventStore, exchange: str | None = None, symbol: str | None = None, page: int = PAGE
+    store: EventStore,
+    exchange: str | None = None,
+    symbol: str | None = None,
+    page: int = PAGE,
+    *,
+    scope: ExportFilter | None = None,
 ) -> Iterator[TaxFill]:
-    """Every fill of the positions matching the filter, in the log's order, page by page."""
+    """Every fill of the positions in `scope` (default: `exchange` and `symbol`, real
+    exchanges only), in the log's order, page by page."""
+    scope = scope or ExportFilter(exchange=exchange, symbol=symbol)
     books: dict[UUID, tuple[str, str]] = {}
     start = 1
     while True:
@@ -44,9 +52,7 @@ def fills_from_log(
         for recorded in events:
             event = recorded.event
             if isinstance(event, Position.Created):
-                if (exchange is None or event.exchange == exchange) and (
-                    symbol is None or event.symbol == symbol
-                ):
+                if scope.keeps_venue(event.exchange, event.symbol):
                     books[recorded.aggregate_id] = (event.exchange, event.symbol)
             elif isinstance(event, Position.FillApplied) and recorded.aggregate_id in books:
                 fill_exchange, fill_symbol = books[recorded.aggregate_id]
@@ -71,9 +77,10 @@ def tax_report(
     *,
     exchange: str | None = None,
     symbol: str | None = None,
+    scope: ExportFilter | None = None,
 ) -> TaxReport:
     book = TaxBook(year, method)
-    for fill in fills_from_log(store, exchange, symbol):
+    for fill in fills_from_log(store, exchange, symbol, scope=scope):
         book.add(fill)
     return book.report()
 
@@ -179,7 +186,10 @@ def _head(head: ChainHead) -> dict[str, Any] | None:
 
 
 def report_document(
-    report: TaxReport, note: str | None = None, head: ChainHead = None
+    report: TaxReport,
+    note: str | None = None,
+    head: ChainHead = None,
+    venues: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document: per symbol realized_gain, proceeds, cost, fees (and the lines),
     and the `total`. realized_gain = proceeds − cost − fees, on every line and in total."""
@@ -190,6 +200,7 @@ def report_document(
         "amounts": "exact decimal strings, unrounded, in the symbols' quote currency",
         "note": note,
         "chain_head": _head(head),  # the event log's hash-chain head the report was read at
+        **(venues or {}),  # the exchanges covered, and the simulated ones left out
         "trades": report.trades,
         "symbols": {s.symbol: _symbol(s) for s in report.symbols},
         "total": _totals(report.total),
@@ -284,9 +295,15 @@ def report_rows(report: TaxReport, note: str | None = None) -> Iterator[dict[str
         yield {"row": "note", "symbol": note}
 
 
-def render(report: TaxReport, fmt: str, note: str | None = None, head: ChainHead = None) -> bytes:
+def render(
+    report: TaxReport,
+    fmt: str,
+    note: str | None = None,
+    head: ChainHead = None,
+    venues: dict[str, Any] | None = None,
+) -> bytes:
     if fmt == "json":
-        document = report_document(report, note, head)
+        document = report_document(report, note, head, venues)
         return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     if fmt == "csv":
         text = io.StringIO()
@@ -321,8 +338,9 @@ def write_report(
     stdout: IO[bytes],
     note: str | None = None,
     head: ChainHead = None,
+    venues: dict[str, Any] | None = None,
 ) -> None:
-    data = render(report, fmt, note, head)
+    data = render(report, fmt, note, head, venues)
     if out is None:
         stdout.write(data)
         stdout.flush()
@@ -333,5 +351,6 @@ def write_report(
                 "year": report.year,
                 "method": report.method.value,
                 "chain_head": _head(head),
+                **(venues or {}),
             }
             write_atomically(orjson.dumps(manifest), out.with_name(out.name + ".manifest.json"))

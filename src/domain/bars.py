@@ -3,21 +3,27 @@
 Rules, chosen deliberately:
 * Buckets are aligned on the UTC epoch: a 5m bar covers [12:05:00, 12:10:00). A trade belongs
   to the bucket of its *exchange* timestamp, never the time we received it.
-* A bar closes when a trade of a later bucket arrives, or when a clock tick passes its end.
+* A bar closes when a trade of a later bucket arrives, or when a clock tick passes its end
+  (the caller's clock: the feed's, see `feed_clock.py`, never the host's).
 * Empty intervals become flat bars: open = high = low = close = the previous close, volume 0.
   Every interval after the first trade has exactly one bar, so indicator windows always span
   the same length of time (a 20-bar SMA is 20 minutes on 1m bars, even in a quiet market).
   Nothing is invented before the first trade.
+* Empty intervals are handed out as a `FlatRun`, made into bars only as the caller iterates:
+  a trade stamped a year after the previous one on 1s bars is 31 million bars, and the caller
+  stores them in chunks (and may stop between two) instead of holding them all at once.
 * A trade for a bucket that is already closed is late: it is counted and reported, never
   merged (that bar was stored and may have produced a signal already).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import chain, pairwise
 
 from domain.market import Trade
 from domain.models import OHLCV
@@ -34,6 +40,67 @@ def bucket_start(timestamp: datetime, timeframe: Timeframe) -> datetime:
     return EPOCH + timedelta(seconds=whole - whole % seconds)
 
 
+def bar_end(bar: OHLCV) -> datetime:
+    return bar.timestamp + timedelta(seconds=bar.timeframe.seconds)
+
+
+def nested(timeframes: Sequence[Timeframe]) -> bool:
+    """Each length divides the next longer one (1s, 1m, 5m, 1h ...): every bar boundary of a
+    longer timeframe is one of each shorter, which is what lets a restart resume all of them
+    at one point in time (see `StrategyLoop`)."""
+    lengths = sorted({tf.seconds for tf in timeframes})
+    return all(longer % shorter == 0 for shorter, longer in pairwise(lengths))
+
+
+@dataclass(frozen=True, slots=True)
+class FlatRun:
+    """The empty intervals [start, end) of one timeframe: flat bars at `price`, on demand."""
+
+    exchange: Exchange
+    symbol: Symbol
+    timeframe: Timeframe
+    start: datetime
+    end: datetime
+    price: Decimal
+
+    def __len__(self) -> int:
+        return int((self.end - self.start).total_seconds()) // self.timeframe.seconds
+
+    def bars(self) -> Iterator[OHLCV]:
+        step = timedelta(seconds=self.timeframe.seconds)
+        at = self.start
+        while at < self.end:
+            yield OHLCV.flat(self.exchange, self.symbol, self.timeframe, at, self.price)
+            at += step
+
+
+_Part = tuple[OHLCV, ...] | FlatRun
+
+
+@dataclass(frozen=True, slots=True)
+class BarUpdate:
+    """What one trade (or tick) closed: per timeframe, the bar that had trades and then the
+    empty intervals after it. `bars()` makes them, in the order of their end time across
+    timeframes; `count` says how many there are without making them."""
+
+    parts: tuple[tuple[_Part, ...], ...] = ()
+    late: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(len(part) for parts in self.parts for part in parts)
+
+    def bars(self) -> Iterator[OHLCV]:
+        streams = [
+            chain.from_iterable(p.bars() if isinstance(p, FlatRun) else p for p in parts)
+            for parts in self.parts
+            if parts
+        ]
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams, key=bar_end)
+
+
 @dataclass
 class _OpenBar:
     start: datetime
@@ -44,12 +111,6 @@ class _OpenBar:
     volume: Decimal
     first_at: datetime  # open and close follow exchange time, even if trades arrive out of order
     last_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class BarUpdate:
-    closed: tuple[OHLCV, ...]
-    late: bool = False
 
 
 class BarBuilder:
@@ -86,38 +147,46 @@ class BarBuilder:
     def add(self, trade: Trade) -> BarUpdate:
         if self.is_late(trade):
             self.late_trades += 1
-            return BarUpdate((), late=True)
+            return BarUpdate(late=True)
         start = bucket_start(trade.timestamp, self.timeframe)
-        closed: list[OHLCV] = []
+        parts: list[_Part] = []
         if self._open is not None and start > self._open.start:
-            closed.append(self._close_open_bar())
+            parts.append((self._close_open_bar(),))
         if self._open is None:
-            closed.extend(self._flat_bars(until=start))
+            run = self._flat_run(until=start)
+            if run is not None:
+                parts.append(run)
             price, at = trade.price, trade.timestamp
             self._open = _OpenBar(start, price, price, price, price, ZERO, at, at)
         bar = self._open
-        bar.high = max(bar.high, trade.price)
-        bar.low = min(bar.low, trade.price)
+        if trade.price > bar.high:
+            bar.high = trade.price
+        if trade.price < bar.low:
+            bar.low = trade.price
         if trade.timestamp >= bar.last_at:
             bar.close, bar.last_at = trade.price, trade.timestamp
         if trade.timestamp < bar.first_at:
             bar.open, bar.first_at = trade.price, trade.timestamp
         with money_context():
             bar.volume += trade.size
-        return BarUpdate(tuple(closed))
+        return BarUpdate((tuple(parts),))
 
-    def tick(self, now: datetime) -> tuple[OHLCV, ...]:
+    def tick(self, now: datetime) -> BarUpdate:
         """Close what `now` has passed: the open bar if it ended, then empty intervals."""
-        closed: list[OHLCV] = []
+        parts: list[_Part] = []
         if self._open is not None and self._open.start + self.step <= now:
-            closed.append(self._close_open_bar())
+            parts.append((self._close_open_bar(),))
         if self._open is None and self._closed_until is not None:
-            closed.extend(self._flat_bars(until=bucket_start(now, self.timeframe)))
-        return tuple(closed)
+            run = self._flat_run(until=bucket_start(now, self.timeframe))
+            if run is not None:
+                parts.append(run)
+        return BarUpdate((tuple(parts),))
 
-    def close(self) -> tuple[OHLCV, ...]:
+    def close(self) -> BarUpdate:
         """The data ends here (end of a replay): close the open bar, invent nothing after it."""
-        return (self._close_open_bar(),) if self._open is not None else ()
+        if self._open is None:
+            return BarUpdate(((),))
+        return BarUpdate((((self._close_open_bar(),),),))
 
     def _close_open_bar(self) -> OHLCV:
         bar = self._open
@@ -125,22 +194,28 @@ class BarBuilder:
         self._open = None
         self._closed_until = bar.start + self.step
         self._last_close = bar.close
-        return self._ohlcv(bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        return OHLCV(
+            self.exchange,
+            self.symbol,
+            self.timeframe,
+            bar.start,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+        )
 
-    def _flat_bars(self, until: datetime) -> list[OHLCV]:
-        if self._closed_until is None or self._last_close is None:
-            return []
-        bars = []
-        price = self._last_close
-        while self._closed_until < until:
-            bars.append(self._ohlcv(self._closed_until, price, price, price, price, ZERO))
-            self._closed_until += self.step
-        return bars
-
-    def _ohlcv(
-        self, start: datetime, o: Decimal, h: Decimal, lo: Decimal, c: Decimal, volume: Decimal
-    ) -> OHLCV:
-        return OHLCV(self.exchange, self.symbol, self.timeframe, start, o, h, lo, c, volume)
+    def _flat_run(self, until: datetime) -> FlatRun | None:
+        """The empty intervals up to `until`, as a run: the builder moves past them now, the
+        caller makes the bars when it iterates."""
+        if self._closed_until is None or self._last_close is None or self._closed_until >= until:
+            return None
+        run = FlatRun(
+            self.exchange, self.symbol, self.timeframe, self._closed_until, until, self._last_close
+        )
+        self._closed_until = until
+        return run
 
 
 class MultiTimeframeBars:
@@ -152,22 +227,22 @@ class MultiTimeframeBars:
             raise ValueError("at least one timeframe is needed")
         self.late_trades = 0
 
+    def is_late(self, trade: Trade) -> bool:
+        return any(builder.is_late(trade) for builder in self.builders.values())
+
     def add(self, trade: Trade) -> BarUpdate:
         """A trade late for any timeframe is late for all: merging it into the longer bars
         only would make the timeframes disagree about the same trades."""
-        if any(builder.is_late(trade) for builder in self.builders.values()):
+        if self.is_late(trade):
             self.late_trades += 1
-            return BarUpdate((), late=True)
-        closed: list[OHLCV] = []
-        for builder in self.builders.values():
-            closed.extend(builder.add(trade).closed)
-        return BarUpdate(tuple(closed))
+            return BarUpdate(late=True)
+        return _joined(builder.add(trade) for builder in self.builders.values())
 
-    def tick(self, now: datetime) -> tuple[OHLCV, ...]:
-        return tuple(bar for builder in self.builders.values() for bar in builder.tick(now))
+    def tick(self, now: datetime) -> BarUpdate:
+        return _joined(builder.tick(now) for builder in self.builders.values())
 
-    def close(self) -> tuple[OHLCV, ...]:
-        return tuple(bar for builder in self.builders.values() for bar in builder.close())
+    def close(self) -> BarUpdate:
+        return _joined(builder.close() for builder in self.builders.values())
 
     @property
     def closed_until(self) -> datetime | None:
@@ -176,3 +251,7 @@ class MultiTimeframeBars:
         if any(end is None for end in ends):
             return None
         return min(end for end in ends if end is not None)
+
+
+def _joined(updates: Iterable[BarUpdate]) -> BarUpdate:
+    return BarUpdate(tuple(parts for update in updates for parts in update.parts))

@@ -47,6 +47,32 @@ class OHLCV:
         if not (self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close)):
             raise InvalidValue("ohlcv", self, "low/high do not bound open and close")
 
+    @classmethod
+    def flat(
+        cls,
+        exchange: Exchange,
+        symbol: Symbol,
+        timeframe: Timeframe,
+        start: datetime,
+        price: Decimal,
+    ) -> OHLCV:
+        """An empty interval at the previous bar's close (already checked): no trades, volume 0.
+        Made without re-checking `price`, since a long quiet stretch is millions of these."""
+        bar = object.__new__(cls)
+        for name, value in (
+            ("exchange", exchange),
+            ("symbol", symbol),
+            ("timeframe", timeframe),
+            ("timestamp", start),
+            ("open", price),
+            ("high", price),
+            ("low", price),
+            ("close", price),
+            ("volume", ZERO),
+        ):
+            object.__setattr__(bar, name, value)
+        return bar
+
 
 @dataclass(frozen=True, slots=True)
 class Signal:

@@ -144,6 +144,26 @@ class Exchange:
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def simulated(self) -> bool:
+        return is_simulated_venue(self.value)
+
+
+# Names the engine gives venues where no real money moves: a backtest run (`backtest_<id>`),
+# paper trading (`paper_<exchange>`), the simulated exchange and the scripted demo. Records
+# under these names never reach a tax or compliance export unless asked for.
+SIMULATED_VENUE_PREFIXES = ("backtest_", "paper_")
+SIMULATED_VENUES = frozenset({"simulated", "demo"})
+
+
+def is_simulated_venue(exchange: str) -> bool:
+    return exchange in SIMULATED_VENUES or exchange.startswith(SIMULATED_VENUE_PREFIXES)
+
+
+def paper_venue(exchange: str) -> str:
+    """Where paper trading on `exchange` records its orders and positions."""
+    return exchange if is_simulated_venue(exchange) else f"paper_{exchange}"
+
 
 @dataclass(frozen=True, slots=True)
 class Symbol:

@@ -16,11 +16,16 @@ from domain.market import MarketEvent
 
 @dataclass(frozen=True, slots=True)
 class MarketEntry:
-    """One validated entry: its id in the source (a Redis stream id, or a sequence number)."""
+    """One validated entry: its id in the source (a Redis stream id, or a sequence number).
+
+    `entered_at`: when the entry entered its stream, on this process's `time.monotonic()`
+    scale, as far as the source can tell (Redis: from the id's milliseconds and the server's
+    clock, so no host clock is involved); None when it cannot (it was read as it arrived)."""
 
     stream: str
     entry_id: str
     event: MarketEvent
+    entered_at: float | None = None
 
 
 @dataclass

@@ -57,7 +57,7 @@ def test_demo_on_the_embedded_default_runs_twice(tmp_path: Path) -> None:
     try:
         # two runs × four orders: one FILLED, two CANCELED (one late-filled), one REJECTED each
         assert order_statuses(store) == sorted(["FILLED", "CANCELED", "CANCELED", "REJECTED"] * 2)
-        position = store.find_position("gmo", "BTC_JPY")
+        position = store.find_position("demo", "BTC_JPY")
         assert position is not None
         assert position.fill_count == 2 * 5
     finally:

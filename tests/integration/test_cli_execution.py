@@ -180,6 +180,9 @@ def test_run_with_both_modules_in_one_process(
         "MAX_POSITION_SIZE": "100",
         "MAX_CONSECUTIVE_LOSSES": "100000",
         "MAX_DRAWDOWN_PCT": "100",
+        # A burst of 1s-bar signals from a replay at full speed waits its turn at the rate
+        # limit longer than three bars: stale by the default; age is not what this measures.
+        "MAX_SIGNAL_AGE_SECONDS": "0",
     }
     process = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
     client = redis.Redis.from_url(redis_url)

@@ -37,6 +37,12 @@ def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+def export_run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`export ...` on the backtest's store: its venue (`backtest_<id>`) is simulated, so the
+    exports cover it only when asked (`--include-simulated`)."""
+    return run_cli(cwd, "export", *args, "--include-simulated", **env)
+
+
 @pytest.fixture(scope="module")
 def run_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
@@ -98,8 +104,8 @@ def test_each_export_has_one_row_per_log_event_in_every_format(
         rows = {}
         for fmt in ("csv", "jsonl", "parquet"):
             out = tmp_path / f"{kind}.{fmt}"
-            result = run_cli(
-                tmp_path, "export", kind, "--format", fmt, "--out", str(out), DATABASE_URL=database
+            result = export_run(
+                tmp_path, kind, "--format", fmt, "--out", str(out), DATABASE_URL=database
             )
             assert result.returncode == 0, result.stderr
             manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
@@ -117,8 +123,8 @@ def test_each_export_has_one_row_per_log_event_in_every_format(
 
 def test_order_rows_chain_their_states_and_fills_add_up(run_store: Path, tmp_path: Path) -> None:
     database = f"sqlite:///{run_store}"
-    run_cli(tmp_path, "export", "orders", "--out", "orders.csv", DATABASE_URL=database)
-    run_cli(tmp_path, "export", "executions", "--out", "fills.csv", DATABASE_URL=database)
+    export_run(tmp_path, "orders", "--out", "orders.csv", DATABASE_URL=database)
+    export_run(tmp_path, "executions", "--out", "fills.csv", DATABASE_URL=database)
     by_order: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in read_csv(tmp_path / "orders.csv"):
         by_order[row["order_id"]].append(row)
@@ -137,12 +143,11 @@ def test_order_rows_chain_their_states_and_fills_add_up(run_store: Path, tmp_pat
 
 def test_a_time_range_keeps_only_its_rows(run_store: Path, tmp_path: Path) -> None:
     database = f"sqlite:///{run_store}"
-    run_cli(tmp_path, "export", "executions", "--out", "all.csv", DATABASE_URL=database)
+    export_run(tmp_path, "executions", "--out", "all.csv", DATABASE_URL=database)
     every = read_csv(tmp_path / "all.csv")
     middle = every[len(every) // 2]["time"]
-    run_cli(
+    export_run(
         tmp_path,
-        "export",
         "executions",
         "--from",
         middle,
@@ -156,13 +161,13 @@ def test_a_time_range_keeps_only_its_rows(run_store: Path, tmp_path: Path) -> No
 
 def test_bad_arguments_fail_before_any_work(run_store: Path, tmp_path: Path) -> None:
     database = f"sqlite:///{run_store}"
-    bad_date = run_cli(
-        tmp_path, "export", "orders", "--from", "yesterday", "--out", "x.csv", DATABASE_URL=database
+    bad_date = export_run(
+        tmp_path, "orders", "--from", "yesterday", "--out", "x.csv", DATABASE_URL=database
     )
     assert bad_date.returncode == 2
     assert "--from" in bad_date.stderr
-    bad_format = run_cli(
-        tmp_path, "export", "orders", "--format", "xlsx", "--out", "x.csv", DATABASE_URL=database
+    bad_format = export_run(
+        tmp_path, "orders", "--format", "xlsx", "--out", "x.csv", DATABASE_URL=database
     )
     assert bad_format.returncode == 2
     assert not (tmp_path / "x.csv").exists()
@@ -193,6 +198,7 @@ def test_tax_check_reconciles_tax_executions_and_positions(run_store: Path, tmp_
     args = (
         "export",
         "tax",
+        "--include-simulated",
         "--year",
         "2026",
         "--method",
@@ -218,3 +224,40 @@ def test_tax_check_reconciles_tax_executions_and_positions(run_store: Path, tmp_
     assert drifted.returncode == 1
     assert "positions projection" in drifted.stderr
     assert "mismatch" in drifted.stderr
+
+
+def test_simulated_venues_are_left_out_unless_asked_for(run_store: Path, tmp_path: Path) -> None:
+    database = f"sqlite:///{run_store}"
+    for kind in ("orders", "executions", "signals"):
+        out = tmp_path / f"{kind}.csv"
+        plain = run_cli(tmp_path, "export", kind, "--out", str(out), DATABASE_URL=database)
+        assert plain.returncode == 0, plain.stderr
+        assert read_csv(out) == []
+        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+        assert manifest["exchanges"] == []
+        assert manifest["simulated_included"] is False
+        (venue,) = manifest["simulated_left_out"]
+        assert venue.startswith("backtest_")
+        assert "left out simulated venues" in plain.stderr
+        named = run_cli(
+            tmp_path, "export", kind, "--exchange", venue, "--out", str(out), DATABASE_URL=database
+        )
+        assert named.returncode == 0, named.stderr
+        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+        assert manifest["exchanges"] == [venue]
+        assert manifest["rows"] == log_counts(run_store)[kind]
+    tax = run_cli(
+        tmp_path,
+        "export",
+        "tax",
+        "--year",
+        "2026",
+        "--method",
+        "moving-average",
+        DATABASE_URL=database,
+    )
+    assert tax.returncode == 0, tax.stderr
+    document = json.loads(tax.stdout)
+    assert document["trades"] == 0
+    assert document["exchanges"] == []
+    assert document["simulated_left_out"][0].startswith("backtest_")

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,12 +46,14 @@ COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("
 EXECUTION_GROUP = "trading-engine-execution"
 KILLS = 12
 AIMED = {2, 6, 10}  # rounds whose kill lands between "placed at the exchange" and "answer stored"
-# Trades a day ahead: the wall clock never closes their bars, so the bars and signals cannot
-# depend on how long the kills and restarts take. One trade every ~4 s: ~800 one-minute bars.
-START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+# Trades of a past day, replayed: bars close on later trades, and the feed's clock (their time
+# plus the wall time since they were published) gets an hour of grace, so the bars and signals
+# cannot depend on how long the kills and restarts take. One trade every ~4 s: ~800 1m bars.
+START = datetime(2025, 3, 3, tzinfo=UTC)
 TRADES = list(synthetic_trades(start=START, seed=8, count=12000, mean_interval_ms=4000))
 SETTINGS = {
     "OHLCV_TIMEFRAMES": "1m,5m",
+    "BAR_CLOSE_GRACE_SECONDS": "3600",  # bars close on later trades: results cannot race
     "STRATEGY_TIMEFRAME": "1m",
     "STRATEGY_NAME": "moving_average_cross",
     "MA_FAST_WINDOW": "3",

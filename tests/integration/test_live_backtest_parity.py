@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,6 +35,7 @@ STRATEGY = {
     "MA_SLOW_WINDOW": "20",
     "ENABLE_SHORTING": "false",
     "OHLCV_TIMEFRAMES": "1m",
+    "BAR_CLOSE_GRACE_SECONDS": "3600",  # live, bars close on later trades, as in a backtest
     "STRATEGY_TIMEFRAME": "1m",
 }
 
@@ -67,9 +68,9 @@ def decisions_and_orders(store) -> tuple[list[tuple], list[tuple]]:
 
 @pytest.fixture
 def trades_file(tmp_path: Path) -> Iterator[Path]:
-    # Time stamps ahead of the wall clock: the live loop closes bars on later trades only
-    # (its wall-clock grace never runs past them), exactly as a replay in a backtest does.
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    # A past day's trades: the live loop closes bars on later trades only (its feed clock's
+    # grace is an hour), exactly as a replay in a backtest does.
+    start = datetime(2025, 3, 3, 9, tzinfo=UTC)
     path = tmp_path / "trades.csv"
     # Trades of at least 0.01 (the order size): a market order fills whole at the next trade,
     # so live (polling every 50 ms) and backtest see the same positions when they decide.

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -29,12 +29,13 @@ from support.reference_run import assert_tables_equal, open_bar_trades, uninterr
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KILLS = 6
-# Trades a day ahead: the wall clock never closes their bars, so the result cannot depend on
-# how long the kills and restarts take.
-START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+# Trades of a past day: bars close on later trades (the feed's clock gets an hour of grace),
+# so the result cannot depend on how long the kills and restarts take.
+START = datetime(2025, 3, 3, tzinfo=UTC)
 TRADES = list(synthetic_trades(start=START, seed=5, count=15000))
 SETTINGS = {
     "OHLCV_TIMEFRAMES": "1m,5m",
+    "BAR_CLOSE_GRACE_SECONDS": "3600",  # bars close on later trades: results cannot race
     "STRATEGY_TIMEFRAME": "1m",
     "STRATEGY_NAME": "moving_average_cross",
     "MA_FAST_WINDOW": "3",

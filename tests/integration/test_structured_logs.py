@@ -13,7 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -33,9 +33,9 @@ pytestmark = pytest.mark.postgres
 API_KEY = f"key-{uuid.uuid4().hex}"
 API_SECRET = f"secret-{uuid.uuid4().hex}"
 DB_PASSWORD = f"pw{uuid.uuid4().hex[:16]}"  # trust auth accepts it; it must still not show
-# A day ahead: bars close by the next trade, never by the wall clock, so the run is the same
-# however slow the machine is.
-START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+# A past day: bars close by the next trade (the feed's clock gets an hour of grace), so the
+# run is the same however slow the machine is.
+START = datetime(2025, 3, 3, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -75,6 +75,7 @@ def test_run_logs_json_and_database_rows_with_one_correlation_id_and_no_secrets(
         "API_KEY": API_KEY,
         "API_SECRET": API_SECRET,
         "OHLCV_TIMEFRAMES": "1m",
+        "BAR_CLOSE_GRACE_SECONDS": "3600",  # bars close on later trades only
         "STRATEGY_TIMEFRAME": "1m",
         "MA_FAST_WINDOW": "3",
         "MA_SLOW_WINDOW": "8",

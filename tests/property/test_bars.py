@@ -70,11 +70,11 @@ def test_bars_match_the_reference_and_close_on_later_trades(trades, tf) -> None:
     for trade in trades:
         update = builder.add(trade)
         assert not update.late
-        closed.extend(update.closed)
+        closed.extend(update.bars())
     # only bars before the last trade's bucket are closed by trades alone
     assert as_tuples(closed) == reference_bars(trades, tf, trades[-1].timestamp)
     end = trades[-1].timestamp + timedelta(hours=1)
-    closed.extend(builder.tick(end))
+    closed.extend(builder.tick(end).bars())
     assert as_tuples(closed) == reference_bars(trades, tf, end)
     assert sum(b.volume for b in closed) == sum(t.size for t in trades)
 
@@ -89,13 +89,13 @@ def test_ticks_between_trades_do_not_change_the_bars(trades, data) -> None:
         # any tick at or before the next trade's time can only close what is really over
         gap_ms = int((trade.timestamp - previous).total_seconds() * 1000)
         at = previous + timedelta(milliseconds=data.draw(st.integers(0, max(gap_ms, 0))))
-        ticked_bars.extend(ticked.tick(at))
-        ticked_bars.extend(ticked.add(trade).closed)
-        plain_bars.extend(plain.add(trade).closed)
+        ticked_bars.extend(ticked.tick(at).bars())
+        ticked_bars.extend(ticked.add(trade).bars())
+        plain_bars.extend(plain.add(trade).bars())
         previous = trade.timestamp
     end = trades[-1].timestamp + timedelta(minutes=10)
-    assert as_tuples(plain_bars + list(plain.tick(end))) == as_tuples(
-        ticked_bars + list(ticked.tick(end))
+    assert as_tuples(plain_bars + list(plain.tick(end).bars())) == as_tuples(
+        ticked_bars + list(ticked.tick(end).bars())
     )
 
 
@@ -106,13 +106,13 @@ def test_late_trades_are_counted_never_merged(trades, late_picks) -> None:
     closed, accepted, late = [], [], 0
     for index, trade in enumerate(trades):
         update = builder.add(trade)
-        closed.extend(update.closed)
+        closed.extend(update.bars())
         accepted.append(trade)
         for pick in late_picks:  # re-send an older trade after its bar may have closed
             if pick < index and builder.is_late(trades[pick]):
                 assert builder.add(trades[pick]).late
                 late += 1
-    closed.extend(builder.tick(trades[-1].timestamp + timedelta(hours=1)))
+    closed.extend(builder.tick(trades[-1].timestamp + timedelta(hours=1)).bars())
     assert builder.late_trades == late
     assert as_tuples(closed) == reference_bars(
         accepted, M1, trades[-1].timestamp + timedelta(hours=1)
@@ -124,8 +124,8 @@ def test_late_trades_are_counted_never_merged(trades, late_picks) -> None:
 def test_timeframes_agree_and_replays_are_identical(trades) -> None:
     def run() -> dict[Timeframe, list]:
         book = MultiTimeframeBars(EX, SYM, [M1, M5])
-        bars = [bar for trade in trades for bar in book.add(trade).closed]
-        bars.extend(book.tick(trades[-1].timestamp + timedelta(hours=1)))
+        bars = [bar for trade in trades for bar in book.add(trade).bars()]
+        bars.extend(book.tick(trades[-1].timestamp + timedelta(hours=1)).bars())
         return {tf: [b for b in bars if b.timeframe == tf] for tf in (M1, M5)}
 
     first, second = run(), run()

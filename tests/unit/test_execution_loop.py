@@ -28,6 +28,12 @@ from ports.broker import OrderRequest
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
+def settings_at_any_age(**values):
+    """The signals here are stamped on a fixed day, and their age is not what these tests are
+    about (tests/unit/test_signal_age.py is): MAX_SIGNAL_AGE_SECONDS=0 turns that check off."""
+    return load_settings(MAX_SIGNAL_AGE_SECONDS=0, **values)
+
+
 def a_signal(signal_id: str, action: str, exchange: str = "gmo") -> Signal:
     return Signal(
         signal_id=signal_id,
@@ -44,8 +50,10 @@ def a_signal(signal_id: str, action: str, exchange: str = "gmo") -> Signal:
 
 
 def test_in_process_twin_with_the_simulated_exchange() -> None:
-    settings = load_settings(
-        EXCHANGE_NAME="simulated", ORDER_SIZE=Decimal("0.02"), DATABASE_URL="memory://"
+    settings = settings_at_any_age(
+        EXCHANGE_NAME="simulated",
+        ORDER_SIZE=Decimal("0.02"),
+        DATABASE_URL="memory://",
     )
     log = InProcessLog()
     publisher = InProcessSignalPublisher(log)
@@ -114,7 +122,7 @@ class CrashAfterSending:
 def test_crash_between_sending_and_storing_is_settled_by_reconciliation(
     tmp_path: Path, standin: GmoStandIn
 ) -> None:
-    settings = load_settings(ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"))
+    settings = settings_at_any_age(ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"))
     log = InProcessLog()
     InProcessSignalPublisher(log).publish(a_signal("crash-1", "enter_long"))
     store = sqlite_event_store(tmp_path / "events.sqlite3")
@@ -145,7 +153,9 @@ def test_crash_between_sending_and_storing_is_settled_by_reconciliation(
 
 
 def test_a_lost_order_still_receives_its_fill(tmp_path: Path, standin: GmoStandIn) -> None:
-    settings = load_settings(ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"), LOST_ORDER_AFTER=2)
+    settings = settings_at_any_age(
+        ORDER_TYPE="LIMIT", ORDER_SIZE=Decimal("0.01"), LOST_ORDER_AFTER=2
+    )
     log = InProcessLog()
     InProcessSignalPublisher(log).publish(a_signal("lost-1", "enter_long"))
     store = sqlite_event_store(tmp_path / "events.sqlite3")
@@ -172,7 +182,7 @@ def test_a_lost_order_still_receives_its_fill(tmp_path: Path, standin: GmoStandI
 def _filled_market_orders(tmp_path: Path, standin: GmoStandIn, count: int, fault=None):
     """`count` market orders, each filled at once by the stand-in, and one poll, with the
     stand-in's record of requests covering just that (after `fault` is set up)."""
-    settings = load_settings(ORDER_TYPE="MARKET", ORDER_SIZE=Decimal("0.01"))
+    settings = settings_at_any_age(ORDER_TYPE="MARKET", ORDER_SIZE=Decimal("0.01"))
     log = InProcessLog()
     publisher = InProcessSignalPublisher(log)
     for n in range(count):
@@ -231,8 +241,10 @@ def test_fills_missing_from_the_latest_executions_are_read_order_by_order(
 def test_a_restart_with_an_order_still_live_steps_without_error() -> None:
     """Reconciliation tracks the resting order before any poll of the new loop: the first
     step must treat the poll as due now (it once computed int(-inf) and crashed)."""
-    settings = load_settings(
-        EXCHANGE_NAME="simulated", ORDER_TYPE="LIMIT", DATABASE_URL="memory://"
+    settings = settings_at_any_age(
+        EXCHANGE_NAME="simulated",
+        ORDER_TYPE="LIMIT",
+        DATABASE_URL="memory://",
     )
     log, exchange, store = InProcessLog(), SimulatedExchange(), memory_event_store()
     InProcessSignalPublisher(log).publish(a_signal("s-live", "enter_long", exchange="simulated"))

@@ -32,6 +32,12 @@ LIMITS = RiskLimits(
 )
 
 
+def settings_at_any_age(**values):
+    """The signals here are stamped on a fixed day, and their age is not what these tests are
+    about (tests/unit/test_signal_age.py is): MAX_SIGNAL_AGE_SECONDS=0 turns that check off."""
+    return load_settings(MAX_SIGNAL_AGE_SECONDS=0, **values)
+
+
 def risk_refusal(state: TradingState, note: str, position: str, buy: str) -> str | None:
     order = PlannedOrder(0, Side.BUY, OrderType.MARKET, Decimal(buy), None, "OPEN")
     return refusal_for(state, note, Decimal(position), [order], LIMITS)
@@ -85,8 +91,10 @@ def a_signal(signal_id: str, action: str) -> Signal:
 
 
 def test_the_loop_counts_refusals_by_rule_and_exchange_rejections_by_code() -> None:
-    settings = load_settings(
-        EXCHANGE_NAME="simulated", ORDER_SIZE=Decimal("0.02"), DATABASE_URL="memory://"
+    settings = settings_at_any_age(
+        EXCHANGE_NAME="simulated",
+        ORDER_SIZE=Decimal("0.02"),
+        DATABASE_URL="memory://",
     )
     # 1,000 JPY cannot buy 0.02 BTC at 5,000,000: the exchange answers ERR-201
     exchange = SimulatedExchange(balances={"JPY": Decimal(1_000), "BTC": Decimal(0)})

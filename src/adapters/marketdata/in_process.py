@@ -101,11 +101,17 @@ class GroupTransport(Protocol):
         """Acknowledge; returns how many were pending."""
         ...
 
+    def server_time_ms(self) -> float | None:
+        """The store's clock, on the scale of the milliseconds in entry ids; None when ids
+        carry no time (then an entry counts as entering its stream when it is read)."""
+        ...
+
 
 class Delivered(NamedTuple, Generic[T]):
     stream: str
     entry_id: str
     value: T
+    entered_at: float | None = None  # time.monotonic() scale: when it entered its stream
 
 
 class StreamGroupReader(Generic[T]):
@@ -141,8 +147,18 @@ class StreamGroupReader(Generic[T]):
         ms, seq = id_key(entry.entry_id)
         return ms, seq, self._rank.get(entry.stream, 0)
 
-    def _accept(self, raw: Iterable[RawEntry]) -> list[Delivered[T]]:
+    def _entered_at(self) -> Callable[[str], float | None]:
+        """When an entry entered its stream, on the monotonic scale: the id's milliseconds
+        against the store's own clock read now, so no host clock is involved."""
+        server_ms = self.transport.server_time_ms()
+        if server_ms is None:
+            return lambda _entry_id: None
+        read_at = time.monotonic()
+        return lambda entry_id: read_at - max(server_ms - id_key(entry_id)[0], 0.0) / 1000
+
+    def _accept(self, raw: Sequence[RawEntry]) -> list[Delivered[T]]:
         accepted: list[Delivered[T]] = []
+        entered_at = self._entered_at() if raw else (lambda _entry_id: None)
         for entry in raw:
             stream, entry_id, fields = entry
             try:
@@ -157,7 +173,7 @@ class StreamGroupReader(Generic[T]):
                 log.exception("unexpected error parsing %s %s; dead-lettered", stream, entry_id)
                 reason = f"parse-error: {type(error).__name__}: {error}"
             else:
-                accepted.append(Delivered(stream, entry_id, value))
+                accepted.append(Delivered(stream, entry_id, value, entered_at(entry_id)))
                 continue
             self.transport.dead_letter(entry, reason)
             self.stats.dead_lettered += 1
@@ -516,6 +532,9 @@ class InProcessTransport:
     def ack(self, ids_by_stream: Mapping[str, Sequence[str]]) -> int:
         return sum(self.log.ack(s, self.group, *ids) for s, ids in ids_by_stream.items())
 
+    def server_time_ms(self) -> float | None:
+        return None  # the log's ids are sequence numbers; its entries are read as they come
+
 
 def check_streams(streams: Sequence[str]) -> tuple[str, ...]:
     if isinstance(streams, str):
@@ -529,7 +548,7 @@ def check_streams(streams: Sequence[str]) -> tuple[str, ...]:
 
 
 def market_entry(delivered: Delivered[Any]) -> MarketEntry:
-    return MarketEntry(delivered.stream, delivered.entry_id, delivered.value)
+    return MarketEntry(delivered.stream, delivered.entry_id, delivered.value, delivered.entered_at)
 
 
 class InProcessSource:

@@ -127,6 +127,10 @@ class RedisGroupTransport:
                 pipe.xack(stream, self.group, *ids)
             return sum(int(n) for n in pipe.execute())
 
+    def server_time_ms(self) -> float | None:
+        seconds, microseconds = self.client.time()
+        return int(seconds) * 1000 + int(microseconds) / 1000
+
 
 class RedisStreamsSource:
     """`MarketDataSource` over Redis Streams `md:trade`, `md:orderbook`, `md:ticker`."""

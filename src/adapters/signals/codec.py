@@ -14,15 +14,18 @@ strings, None, lists and objects come back as they went; a Decimal inside them i
 its string and comes back as that string; a datetime inside them comes back as its ISO text;
 NaN and infinities become null (JSON has no such numbers).
 
-A stream entry holds two fields: `signal_id` (to see the id without parsing) and `payload`.
+A stream entry holds `signal_id` (to see the id without parsing) and `payload`, and may hold
+`age_at_publish`: how many seconds, on the feed's clock, passed between the close of the
+signal's bar and its publication (the reader adds the time the entry waited in the stream).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -135,9 +138,33 @@ def _timestamp(value: object) -> datetime:
 # ----- stream entries -----------------------------------------------------------------------
 
 
-def signal_entry_fields(signal: Signal) -> dict[str, str]:
-    """The fields of the stream entry that carries `signal`."""
-    return {"signal_id": signal.signal_id, "payload": signal_to_json(signal)}
+def signal_entry_fields(signal: Signal, age: timedelta | None = None) -> dict[str, str]:
+    """The fields of the stream entry that carries `signal` (and, when known, how long ago
+    its bar closed as it is published, for the reader to judge how stale it is)."""
+    fields = {"signal_id": signal.signal_id, "payload": signal_to_json(signal)}
+    if age is not None:
+        fields["age_at_publish"] = f"{age.total_seconds():.6f}"
+    return fields
+
+
+class ReadSignal(NamedTuple):
+    signal: Signal
+    age_at_publish: timedelta | None
+
+
+def read_signal_entry(fields: Mapping[Any, Any], exchange: Exchange | str) -> ReadSignal:
+    """`parse_signal_entry`, with the entry's `age_at_publish`. That field is advice: one
+    that is missing or unreadable is None (the reader then judges age by its own clock),
+    never a reason to drop the signal."""
+    signal = parse_signal_entry(fields, exchange)
+    raw = fields.get("age_at_publish", fields.get(b"age_at_publish"))
+    try:
+        seconds = float(_text("age_at_publish", raw)) if raw is not None else None
+    except (MalformedSignal, ValueError):
+        seconds = None
+    if seconds is None or not math.isfinite(seconds):
+        return ReadSignal(signal, None)
+    return ReadSignal(signal, timedelta(seconds=max(seconds, 0.0)))
 
 
 def parse_signal_entry(fields: Mapping[Any, Any], exchange: Exchange | str) -> Signal:

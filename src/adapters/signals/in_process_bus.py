@@ -8,10 +8,16 @@ expire in memory).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from adapters.marketdata.in_process import InProcessLog, InProcessTransport, StreamGroupReader
-from adapters.signals.codec import MalformedSignal, parse_signal_entry, signal_entry_fields
+from adapters.signals.codec import (
+    MalformedSignal,
+    ReadSignal,
+    read_signal_entry,
+    signal_entry_fields,
+)
 from adapters.signals.redis_bus import EXECUTION_GROUP, dedupe_key, signal_entry, signal_stream
 from domain.models import Signal
 from domain.values import Exchange
@@ -23,10 +29,11 @@ class InProcessSignalPublisher:
     def __init__(self, log: InProcessLog, stream_prefix: str = "signal:") -> None:
         self.log, self.stream_prefix = log, stream_prefix
 
-    def publish(self, signal: Signal) -> bool:
+    def publish(self, signal: Signal, age: timedelta | None = None) -> bool:
         stream = signal_stream(signal.exchange, self.stream_prefix)
         key = dedupe_key(stream, signal.signal_id)
-        return self.log.append_unique(stream, key, signal_entry_fields(signal)) is not None
+        fields = signal_entry_fields(signal, age)
+        return self.log.append_unique(stream, key, fields) is not None
 
 
 class InProcessSignalSubscriber:
@@ -47,12 +54,12 @@ class InProcessSignalSubscriber:
         transport = InProcessTransport(
             log, [self.stream], group, consumer, self.dead_letter_stream, reclaim_idle_ms
         )
-        self._reader: StreamGroupReader[Signal] = StreamGroupReader(
+        self._reader: StreamGroupReader[ReadSignal] = StreamGroupReader(
             transport, self._parse, MalformedSignal
         )
 
-    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> Signal:
-        return parse_signal_entry(fields, self.exchange)
+    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> ReadSignal:
+        return read_signal_entry(fields, self.exchange)
 
     def recover(self) -> list[SignalEntry]:
         return [signal_entry(d) for d in self._reader.recover()]

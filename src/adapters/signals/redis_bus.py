@@ -15,13 +15,19 @@ to `{stream}:dead-letter` with its reason, is acknowledged and counted in `stats
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import redis
 
 from adapters.marketdata.in_process import Delivered, StreamGroupReader
 from adapters.marketdata.redis_streams import RedisGroupTransport
-from adapters.signals.codec import MalformedSignal, parse_signal_entry, signal_entry_fields
+from adapters.signals.codec import (
+    MalformedSignal,
+    ReadSignal,
+    read_signal_entry,
+    signal_entry_fields,
+)
 from domain.models import Signal
 from domain.values import Exchange
 from ports.market_data import SourceStats
@@ -33,8 +39,8 @@ _PUBLISH_ONCE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
-redis.call('XADD', KEYS[1], '*', 'signal_id', ARGV[1], 'payload', ARGV[2])
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 return 1
 """
 
@@ -61,18 +67,19 @@ class RedisSignalPublisher:
         self.client, self.stream_prefix, self.dedupe_ttl_s = client, stream_prefix, dedupe_ttl_s
         self._script = client.register_script(_PUBLISH_ONCE)
 
-    def publish(self, signal: Signal) -> bool:
+    def publish(self, signal: Signal, age: timedelta | None = None) -> bool:
         stream = signal_stream(signal.exchange, self.stream_prefix)
-        fields = signal_entry_fields(signal)
+        fields = signal_entry_fields(signal, age)
         added = self._script(
             keys=[stream, dedupe_key(stream, signal.signal_id)],
-            args=[fields["signal_id"], fields["payload"], self.dedupe_ttl_s],
+            args=[self.dedupe_ttl_s, *(part for pair in fields.items() for part in pair)],
         )
         return int(added) == 1
 
 
-def signal_entry(delivered: Delivered[Signal]) -> SignalEntry:
-    return SignalEntry(delivered.entry_id, delivered.value)
+def signal_entry(delivered: Delivered[ReadSignal]) -> SignalEntry:
+    signal, age = delivered.value
+    return SignalEntry(delivered.entry_id, signal, age, delivered.entered_at)
 
 
 class RedisSignalSubscriber:
@@ -95,12 +102,12 @@ class RedisSignalSubscriber:
         transport = RedisGroupTransport(
             client, [self.stream], group, consumer, self.dead_letter_stream, reclaim_idle_ms
         )
-        self._reader: StreamGroupReader[Signal] = StreamGroupReader(
+        self._reader: StreamGroupReader[ReadSignal] = StreamGroupReader(
             transport, self._parse, MalformedSignal
         )
 
-    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> Signal:
-        return parse_signal_entry(fields, self.exchange)
+    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> ReadSignal:
+        return read_signal_entry(fields, self.exchange)
 
     def recover(self) -> list[SignalEntry]:
         return [signal_entry(d) for d in self._reader.recover()]

@@ -1,0 +1,202 @@
+"""Same bars whatever the path (issue 14): a trades file replayed at full speed into a running
+engine, replayed at 60× into another, and simulated in-process, give identical `ohlcv` rows
+(every timeframe) and identical signals, through real Redis and PostgreSQL.
+
+The data is not made to suit the engine: the bundled sample (2025, three hours, a trade every
+half second on average) and a generated file of another year with a 20-minute silence in the
+middle and bursts of trades in the same millisecond. Before issue 14 the engine closed bars by
+the host's clock: the sample replayed into `run` closed no bar and grew past 4.8 GB.
+
+The engines keep their last bars open when the data ends (a live engine cannot know the feed
+is over), so the comparison covers every bar before the last trade's, in every timeframe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from adapters.marketdata.synthetic import synthetic_trades
+from adapters.marketdata.trade_files import read_gmo_trades, write_gmo_trades
+from app.bootstrap import STRATEGY_GROUP
+from domain.bars import bucket_start
+from domain.values import Timeframe
+from support.engine_output import EngineProcess
+from support.engine_process import COMMAND, wait_until
+
+pytestmark = pytest.mark.postgres
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
+TIMEFRAMES = ("1s", "1m", "5m")  # the defaults, as a new user runs it
+
+
+def generated_file(path: Path) -> Path:
+    """Two stretches of a 2024 market with twenty silent minutes between them, and bursts:
+    every tenth trade repeated in the same millisecond at another price."""
+    start = datetime(2024, 2, 29, 23, 47, 13, 250_000, tzinfo=UTC)  # a leap day, odd second
+    first = list(synthetic_trades(start=start, seed=31, count=4000))
+    later = first[-1].timestamp + timedelta(minutes=20, seconds=7)
+    second = list(synthetic_trades(start=later, seed=32, count=4000))
+    trades = []
+    for n, trade in enumerate(first + second):
+        trades.append(trade)
+        if n % 10 == 0:
+            trades.append(type(trade)(**{**_fields(trade), "price": trade.price + Decimal(7)}))
+    write_gmo_trades(path, trades)
+    return path
+
+
+def _fields(trade) -> dict:
+    return {name: getattr(trade, name) for name in trade.__dataclass_fields__}
+
+
+@pytest.fixture
+def schemas(pg_url: str) -> Iterator[list[str]]:
+    names = [f"te_test_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    yield names
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def environment(pg_url: str, schema: str, redis_url: str, prefix: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "DATABASE_URL": f"{pg_url}?schema={schema}",
+        "REDIS_URL": redis_url,
+        "STREAM_PREFIX": prefix,
+        "ENABLE_STRATEGY": "true",
+        "ENABLE_EXECUTION": "false",
+        "OHLCV_TIMEFRAMES": ",".join(TIMEFRAMES),
+        "STRATEGY_TIMEFRAME": "1m",
+        "MA_FAST_WINDOW": "5",
+        "MA_SLOW_WINDOW": "20",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [COMMAND, *args], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def lag(client: redis.Redis, stream: str) -> int | None:
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return None
+    for group in groups:
+        if group["name"].decode() == STRATEGY_GROUP:
+            return None if group.get("lag") is None else int(group["lag"])
+    return None
+
+
+def stop(engine: EngineProcess) -> dict:
+    engine.send_signal(signal.SIGTERM)
+    out, err = engine.communicate(timeout=60)
+    assert engine.returncode == 0, err.decode()[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])["strategy"]
+
+
+def bars_and_signals(pg_url: str, schema: str, last: datetime) -> tuple[dict, list]:
+    """Every bar before the last trade's (per timeframe), and the signals decided on them."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        bars = {}
+        for tf in TIMEFRAMES:
+            bound = bucket_start(last, Timeframe(tf)).replace(tzinfo=None)
+            bars[tf] = conn.execute(
+                "SELECT timestamp, open, high, low, close, volume FROM ohlcv "
+                "WHERE timeframe = %s AND timestamp < %s ORDER BY timestamp",
+                (tf, bound),
+            ).fetchall()
+        bound = bucket_start(last, Timeframe("1m")).replace(tzinfo=None)
+        signals = conn.execute(
+            "SELECT signal_id, action, price_ref, timestamp FROM signals "
+            "WHERE timestamp <= %s ORDER BY timestamp",
+            (bound,),
+        ).fetchall()
+    return bars, signals
+
+
+@pytest.mark.parametrize("data", ["bundled sample", "generated 2024 file"])
+def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
+    data: str,
+    tmp_path: Path,
+    pg_url: str,
+    schemas: list[str],
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    file = SAMPLE if data == "bundled sample" else generated_file(tmp_path / "trades.csv")
+    trades = list(read_gmo_trades(file))
+    last = max(t.timestamp for t in trades)
+    simulated, fast, paced = schemas
+    client = redis.Redis.from_url(redis_url)
+    env = {
+        name: environment(pg_url, schema, redis_url, f"{redis_prefix}{name}:")
+        for name, schema in (("fast", fast), ("paced", paced))
+    }
+    engines = {name: EngineProcess([COMMAND, "run"], env=env[name], cwd=tmp_path) for name in env}
+    started = time.monotonic()
+    try:
+        sim_env = environment(pg_url, simulated, redis_url, f"{redis_prefix}sim:")
+        simulate = cli(
+            "simulate",
+            "--file",
+            str(file),
+            "--database-url",
+            sim_env["DATABASE_URL"],
+            env=sim_env,
+            cwd=tmp_path,
+        )
+        replays = {
+            "fast": cli(
+                "replay", "--file", str(file), "--speed", "0", env=env["fast"], cwd=tmp_path
+            ),
+            "paced": cli(
+                "replay", "--file", str(file), "--speed", "60", env=env["paced"], cwd=tmp_path
+            ),
+        }
+        assert simulate.wait(timeout=300) == 0, simulate.stderr.read().decode()
+        reports = {}
+        for name, replay in replays.items():
+            assert replay.wait(timeout=600) == 0, replay.stderr.read().decode()
+            stream = f"{redis_prefix}{name}:md:trade"
+            assert client.xlen(stream) == len(trades)
+            wait_until(lambda s=stream: lag(client, s) == 0, 120, f"{name} engine to read all")
+            reports[name] = stop(engines[name])
+        elapsed = time.monotonic() - started
+    finally:
+        for engine in engines.values():
+            if engine.poll() is None:
+                engine.kill()
+        client.close()
+
+    expected = bars_and_signals(pg_url, simulated, last)
+    counts = {tf: len(rows) for tf, rows in expected[0].items()}
+    assert counts["1m"] > 30
+    assert expected[1]  # signals to compare
+    for name in ("fast", "paced"):
+        assert reports[name]["trades"] == len(trades), name
+        assert reports[name]["late_trades"] == 0, name
+        assert reports[name]["future_trades"] == 0, name
+        assert bars_and_signals(pg_url, {"fast": fast, "paced": paced}[name], last) == expected
+    print(
+        f"\n{data}: {len(trades)} trades; bars before the last {counts} and "
+        f"{len(expected[1])} signals identical in simulate, replay --speed 0 and --speed 60 "
+        f"into run (0 late); {elapsed:.0f} s"
+    )
