@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 from backtesting.test import GOOG
+
+from adapters.eventstore.postgres import postgres_event_store
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
@@ -108,3 +111,32 @@ def test_bad_input_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
     bad_param = run_cli(tmp_path, "backtest", "--synthetic", "100", "--param", "oops")
     assert bad_param.returncode == 2
     assert "NAME=VALUE" in bad_param.stderr
+
+
+def test_a_backtest_keeps_its_own_store_even_with_database_url_set(
+    tmp_path: Path, pg_url: str, pg_schema: str
+) -> None:
+    """DATABASE_URL names the live (or paper) store, which the tax export reads: a backtest's
+    simulated orders and fills go to its own store unless --database-url names one."""
+    live = f"{pg_url}?schema={pg_schema}"
+    args = ("backtest", "--synthetic", "300", "--seed", "4", "--cash", "1000000")
+    own = run_cli(tmp_path, *args, "--out", "own", DATABASE_URL=live)
+    assert own.returncode == 0, own.stderr
+    assert (tmp_path / "own" / "events.sqlite3").is_file()
+    unwrapped = own.stdout.replace("\n", "")  # (the terminal width may wrap the path)
+    assert f"event log: sqlite:///{tmp_path / 'own' / 'events.sqlite3'}" in unwrapped
+    assert "not to DATABASE_URL" in own.stderr
+    with psycopg.connect(pg_url) as conn:  # nothing in the live store: not even its schema
+        found = conn.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
+            (pg_schema,),
+        ).fetchone()
+    assert found == (0,)
+    named = run_cli(tmp_path, *args, "--out", "named", "--database-url", live)
+    assert named.returncode == 0, named.stderr
+    assert not (tmp_path / "named" / "events.sqlite3").exists()
+    store = postgres_event_store(pg_url, schema=pg_schema)
+    try:
+        assert store.max_position() > 0
+    finally:
+        store.close()

@@ -90,3 +90,25 @@ def test_migrate_is_rerunnable(tmp_path: Path, pg_url: str, pg_schema: str) -> N
     assert first.returncode == 0, first.stderr
     assert "0001_ohlcv_and_signals" in first.stdout
     assert "up to date" in second.stdout
+
+
+def test_simulate_keeps_its_own_store_even_with_database_url_set(tmp_path: Path) -> None:
+    live = tmp_path / "live.sqlite3"
+    result = run_cli(
+        "simulate", "--synthetic", "2000", cwd=tmp_path, DATABASE_URL=f"sqlite:///{live}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert not live.exists()  # the live store is not touched
+    (own,) = (tmp_path / "data" / "simulations").glob("sim-*.sqlite3")
+    assert "→ sqlite:///data/simulations/" in result.stdout
+    conn = sqlite3.connect(own)
+    try:
+        assert conn.execute("SELECT count(*) FROM ohlcv").fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def test_replay_refuses_a_speed_slower_than_real_time(tmp_path: Path) -> None:
+    result = run_cli("replay", "--synthetic", "10", "--speed", "0.5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "slower than real time" in result.stderr

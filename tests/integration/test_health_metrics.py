@@ -214,6 +214,7 @@ def test_run_exposes_orders_rejections_exchange_latency_errors_and_pending(
         publisher.publish(a_signal("sig-1", "enter_long"))  # rejected: ERR-201
         publisher.publish(a_signal("sig-2", "enter_long"))  # placed and filled
         publisher.publish(a_signal("sig-3", "enter_short"))  # refused: shorting is disabled
+        client.xadd(stream, {"signal_id": "junk-1"})  # malformed: set aside, counted by reason
         group = {"stream": stream, "group": EXECUTION_GROUP}
         expected = {
             ("trading_engine_orders", (("state", "FILLED"),)): 1,
@@ -230,6 +231,10 @@ def test_run_exposes_orders_rejections_exchange_latency_errors_and_pending(
             ("trading_engine_exchange_request_seconds_count", (("method", "place_order"),)): 2,
             ("trading_engine_stream_pending", tuple(group.items())): 1,
             ("trading_engine_stream_lag", tuple(group.items())): 0,
+            (
+                "trading_engine_dead_letters_total",
+                (("source", "signals"), ("reason", "missing-payload")),
+            ): 1,
         }
 
         def seen() -> dict:

@@ -4,6 +4,7 @@ orders. Backtest and live cannot drift apart, because they are the same loops.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -149,8 +150,27 @@ def test_live_and_backtest_give_the_same_signals_and_orders(
     live_store = postgres_event_store(pg_url, schema=pg_schema)
     try:
         live_signals, live_orders = decisions_and_orders(live_store)
+        venues = {
+            r.event.exchange
+            for r in live_store.read_log(1, 1_000_000)
+            if isinstance(r.event, Order.Submitted)
+        }
     finally:
         live_store.close()
+    # Paper trading records under its own venue, which exports for taxes leave out.
+    assert venues == {"paper_gmo"}
+    tax = subprocess.run(
+        [COMMAND, "export", "tax", "--year", "2025", "--method", "moving-average"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tax.returncode == 0, tax.stderr
+    document = json.loads(tax.stdout)
+    assert (document["trades"], document["simulated_left_out"]) == (0, ["paper_gmo"])
 
     backtest = subprocess.run(
         [

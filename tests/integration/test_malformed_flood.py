@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -29,6 +31,7 @@ from adapters.marketdata.gmo_messages import entry_fields, format_timestamp, rea
 from adapters.marketdata.synthetic import synthetic_trades
 from adapters.sql.connections import connect_postgres
 from app.bootstrap import STRATEGY_GROUP
+from support.engine_process import free_port
 from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
 
 pytestmark = pytest.mark.postgres
@@ -211,7 +214,8 @@ def lag(client: redis.Redis, stream: str) -> int | None:
 
 def run_engine(env: dict[str, str], tmp_path: Path, publish_all: Callable[[], list[str]]):
     """Start `trading-engine run`, publish while it reads, wait until every stream is read,
-    SIGTERM it. Returns the published ids and the strategy's report."""
+    SIGTERM it. Returns the published ids, the strategy's report and (with HEALTH_PORT) what
+    /metrics said just before the stop."""
     client = redis.Redis.from_url(env["REDIS_URL"])
     streams = [f"{env['STREAM_PREFIX']}md:{kind}" for kind in BAD]
     logs = tmp_path / "engine.log"
@@ -226,6 +230,9 @@ def run_engine(env: dict[str, str], tmp_path: Path, publish_all: Callable[[], li
                 break
             time.sleep(0.2)
         time.sleep(0.5)  # the batch read last is finished before the stop
+        metrics = ""
+        if env.get("HEALTH_PORT"):
+            metrics = httpx.get(f"http://127.0.0.1:{env['HEALTH_PORT']}/metrics", timeout=5).text
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)
     finally:
@@ -235,7 +242,7 @@ def run_engine(env: dict[str, str], tmp_path: Path, publish_all: Callable[[], li
         client.close()
     output = logs.read_text(errors="replace").strip().splitlines()
     assert engine.returncode == 0, "\n".join(output[-40:])
-    return ids, orjson.loads(output[-1])["strategy"]
+    return ids, orjson.loads(output[-1])["strategy"], metrics
 
 
 def engine_env(pg_url: str, pg_schema: str, redis_url: str, redis_prefix: str) -> dict:
@@ -258,8 +265,9 @@ def test_a_flood_of_malformed_entries_dead_letters_each_once_and_loses_no_good_o
     client = redis.Redis.from_url(redis_url)
     streams = {kind: f"{redis_prefix}md:{kind}" for kind in BAD}
     env = engine_env(pg_url, pg_schema, redis_url, redis_prefix)
+    env["HEALTH_PORT"] = str(free_port())
     entries = flood(random.Random(21))
-    ids, report = run_engine(env, tmp_path, lambda: publish(client, redis_prefix, entries))
+    ids, report, metrics = run_engine(env, tmp_path, lambda: publish(client, redis_prefix, entries))
 
     bad = {
         (kind, entry_id): expected
@@ -288,6 +296,17 @@ def test_a_flood_of_malformed_entries_dead_letters_each_once_and_loses_no_good_o
     assert report["trades"] == len(GOOD_TRADES)
     assert report["other_events"] == GOOD_OTHERS
     assert report["late_trades"] == 0
+    # counted by reason in the stop report and in /metrics
+    assert report["dead_letters"] == dict(Counter(bad.values()))
+    scraped = {
+        (labels, float(number))
+        for labels, number in re.findall(
+            r"^trading_engine_dead_letters_total\{(.*)\} (\S+)$", metrics, re.MULTILINE
+        )
+    }
+    assert scraped == {
+        (f'reason="{kind}",source="market"', float(n)) for kind, n in Counter(bad.values()).items()
+    }
 
     reference = uninterrupted_run(SETTINGS, GOOD_TRADES, tmp_path)  # the good trades alone
     try:
@@ -320,7 +339,7 @@ def test_trades_of_symbols_not_traded_here_are_skipped_not_dead_lettered(
     entries = [("trade", fields, None) for fields in good + others]
     env = engine_env(pg_url, pg_schema, redis_url, redis_prefix)
     try:
-        _, report = run_engine(env, tmp_path, lambda: publish(client, redis_prefix, entries))
+        _, report, _ = run_engine(env, tmp_path, lambda: publish(client, redis_prefix, entries))
         assert client.xlen(f"{redis_prefix}md:dead-letter") == 0
         assert report["trades"] == len(good)
         assert report["other_symbols"] == len(others)
