@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -93,8 +93,9 @@ def main() -> None:
     args = parser.parse_args()
 
     timeframes = args.timeframes.split(",")
-    # a day ahead: the wall clock never closes these bars, only the trades do
-    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    # a past day, replayed: the bars close on the trades (the feed's clock closes nothing
+    # while the loop reads a backlog)
+    start = datetime(2025, 3, 3, tzinfo=UTC)
     trades = list(synthetic_trades(start=start, seed=args.seed, count=args.trades))
     tmp = Path(tempfile.mkdtemp(prefix="bench-strategy-"))
     schema = f"bench_{uuid.uuid4().hex[:10]}"

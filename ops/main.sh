@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 ops/bootstrap.sh
 if [ "$#" -gt 0 ]; then exec .venv/bin/trading-engine "$@"; fi
 out="data/backtest-$(date -u +%Y%m%dT%H%M%SZ)"
-DATABASE_URL="sqlite:///$PWD/$out/events.sqlite3" .venv/bin/trading-engine backtest \
+.venv/bin/trading-engine backtest \
   --synthetic 10000 --seed 1 --cash 1000000 --commission 0.001 \
   --param fast_window=10 --param slow_window=20 --out "$out"
