@@ -64,7 +64,7 @@ def _fields(trade) -> dict:
 
 @pytest.fixture
 def schemas(pg_url: str) -> Iterator[list[str]]:
-    names = [f"te_test_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    names = [f"te_test_{uuid.uuid4().hex[:12]}" for _ in range(6)]
     yield names
     with psycopg.connect(pg_url, autocommit=True) as conn:
         for name in names:
@@ -132,71 +132,96 @@ def bars_and_signals(pg_url: str, schema: str, last: datetime) -> tuple[dict, li
     return bars, signals
 
 
-@pytest.mark.parametrize("data", ["bundled sample", "generated 2024 file"])
+class ThreePaths:
+    """One file down the three paths at once: `simulate`, and two engines fed by `replay`
+    at full speed and at 60×; each with its own schema and streams."""
+
+    def __init__(self, file: Path, schemas: list[str], pg_url, redis_url, prefix, cwd: Path):
+        self.file, self.schemas, self.pg_url, self.prefix = file, schemas, pg_url, prefix
+        self.trades = list(read_gmo_trades(file))
+        self.last = max(t.timestamp for t in self.trades)
+        names = ("simulate", "fast", "paced")
+        self.env = {
+            name: environment(pg_url, schema, redis_url, f"{prefix}{name}:")
+            for name, schema in zip(names, schemas, strict=True)
+        }
+        self.engines = {
+            name: EngineProcess([COMMAND, "run"], env=self.env[name], cwd=cwd)
+            for name in ("fast", "paced")
+        }
+        self.simulate = cli(
+            "simulate",
+            "--file",
+            str(file),
+            "--database-url",
+            self.env["simulate"]["DATABASE_URL"],
+            env=self.env["simulate"],
+            cwd=cwd,
+        )
+        self.replays = {
+            name: cli("replay", "--file", str(file), "--speed", speed, env=self.env[name], cwd=cwd)
+            for name, speed in (("fast", "0"), ("paced", "60"))
+        }
+        self.reports: dict[str, dict] = {}
+
+    def finish(self, client: redis.Redis) -> None:
+        assert self.simulate.wait(timeout=300) == 0, self.simulate.stderr.read().decode()
+        for name, replay in self.replays.items():
+            assert replay.wait(timeout=600) == 0, replay.stderr.read().decode()
+            stream = f"{self.prefix}{name}:md:trade"
+            assert client.xlen(stream) == len(self.trades)
+            wait_until(lambda s=stream: lag(client, s) == 0, 120, f"{name} engine to read all")
+            self.reports[name] = stop(self.engines[name])
+
+    def kill(self) -> None:
+        for process in [*self.engines.values(), *self.replays.values(), self.simulate]:
+            if process.poll() is None:
+                process.kill()
+
+    def check(self) -> tuple[dict[str, int], int]:
+        """The same bars and signals on the three paths; returns what was compared."""
+        expected = bars_and_signals(self.pg_url, self.schemas[0], self.last)
+        counts = {tf: len(rows) for tf, rows in expected[0].items()}
+        assert counts["1m"] > 30
+        assert expected[1]  # signals to compare
+        for name, schema in zip(("fast", "paced"), self.schemas[1:], strict=True):
+            report = self.reports[name]
+            assert report["trades"] == len(self.trades), name
+            assert (report["late_trades"], report["future_trades"]) == (0, 0), name
+            assert bars_and_signals(self.pg_url, schema, self.last) == expected, name
+        return counts, len(expected[1])
+
+
 def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
-    data: str,
     tmp_path: Path,
     pg_url: str,
     schemas: list[str],
     redis_url: str,
     redis_prefix: str,
 ) -> None:
-    file = SAMPLE if data == "bundled sample" else generated_file(tmp_path / "trades.csv")
-    trades = list(read_gmo_trades(file))
-    last = max(t.timestamp for t in trades)
-    simulated, fast, paced = schemas
-    client = redis.Redis.from_url(redis_url)
-    env = {
-        name: environment(pg_url, schema, redis_url, f"{redis_prefix}{name}:")
-        for name, schema in (("fast", fast), ("paced", paced))
+    files = {
+        "bundled sample": SAMPLE,
+        "generated 2024 file": generated_file(tmp_path / "trades.csv"),
     }
-    engines = {name: EngineProcess([COMMAND, "run"], env=env[name], cwd=tmp_path) for name in env}
+    client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
+    runs = {}
     try:
-        sim_env = environment(pg_url, simulated, redis_url, f"{redis_prefix}sim:")
-        simulate = cli(
-            "simulate",
-            "--file",
-            str(file),
-            "--database-url",
-            sim_env["DATABASE_URL"],
-            env=sim_env,
-            cwd=tmp_path,
-        )
-        replays = {
-            "fast": cli(
-                "replay", "--file", str(file), "--speed", "0", env=env["fast"], cwd=tmp_path
-            ),
-            "paced": cli(
-                "replay", "--file", str(file), "--speed", "60", env=env["paced"], cwd=tmp_path
-            ),
-        }
-        assert simulate.wait(timeout=300) == 0, simulate.stderr.read().decode()
-        reports = {}
-        for name, replay in replays.items():
-            assert replay.wait(timeout=600) == 0, replay.stderr.read().decode()
-            stream = f"{redis_prefix}{name}:md:trade"
-            assert client.xlen(stream) == len(trades)
-            wait_until(lambda s=stream: lag(client, s) == 0, 120, f"{name} engine to read all")
-            reports[name] = stop(engines[name])
-        elapsed = time.monotonic() - started
+        for n, (data, file) in enumerate(files.items()):
+            runs[data] = ThreePaths(
+                file, schemas[3 * n : 3 * n + 3], pg_url, redis_url, f"{redis_prefix}{n}", tmp_path
+            )
+        for run in runs.values():
+            run.finish(client)
     finally:
-        for engine in engines.values():
-            if engine.poll() is None:
-                engine.kill()
+        for run in runs.values():
+            run.kill()
         client.close()
-
-    expected = bars_and_signals(pg_url, simulated, last)
-    counts = {tf: len(rows) for tf, rows in expected[0].items()}
-    assert counts["1m"] > 30
-    assert expected[1]  # signals to compare
-    for name in ("fast", "paced"):
-        assert reports[name]["trades"] == len(trades), name
-        assert reports[name]["late_trades"] == 0, name
-        assert reports[name]["future_trades"] == 0, name
-        assert bars_and_signals(pg_url, {"fast": fast, "paced": paced}[name], last) == expected
-    print(
-        f"\n{data}: {len(trades)} trades; bars before the last {counts} and "
-        f"{len(expected[1])} signals identical in simulate, replay --speed 0 and --speed 60 "
-        f"into run (0 late); {elapsed:.0f} s"
-    )
+    elapsed = time.monotonic() - started
+    for data, run in runs.items():
+        counts, signals = run.check()
+        print(
+            f"\n{data}: {len(run.trades)} trades; bars before the last {counts} and {signals} "
+            f"signals identical in simulate, replay --speed 0 and --speed 60 into run (0 late)"
+        )
+    print(f"both files, side by side: {elapsed:.0f} s")
