@@ -145,6 +145,16 @@ def stored(pg_url: str, schema: str, last: datetime) -> dict[str, list[tuple]]:
     return found
 
 
+def last_second_stored(pg_url: str, schema: str, last: datetime) -> bool:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        found = conn.execute(
+            "SELECT count(*) FROM ohlcv WHERE timeframe = '1s' AND timestamp = %s",
+            (bucket_start(last, Timeframe("1s")).replace(tzinfo=None),),
+        ).fetchone()
+    return found == (1,)
+
+
 def lag(client: redis.Redis, stream: str) -> int | None:
     try:
         groups = client.xinfo_groups(stream)
@@ -242,9 +252,17 @@ def test_a_host_clock_a_minute_off_makes_no_trade_late(
         feed = LiveFeed(client, list(streams.values()), seconds=25, seed=60)
         feed.start()
         feed.join()
-        reports = {}
-        for offset, stream in streams.items():
+        quiet = time.monotonic()
+        reports, closed_after = {}, {}
+        for (offset, stream), schema in zip(streams.items(), schemas, strict=True):
             wait_until(lambda s=stream: lag(client, s) == 0, 60, f"the engine at {offset}")
+            # Trading has gone quiet: the feed's clock closes the last trade's 1s bar (its
+            # end plus the 2 s grace) with no later trade to close it.
+            _, last = reference(client, stream)
+            wait_until(
+                lambda s=schema, t=last: last_second_stored(pg_url, s, t), 10, "a quiet close"
+            )
+            closed_after[offset] = time.monotonic() - quiet
             reports[offset] = stop(engines[offset])
         expected = {offset: reference(client, stream) for offset, stream in streams.items()}
     finally:
@@ -260,5 +278,6 @@ def test_a_host_clock_a_minute_off_makes_no_trade_late(
         assert stored(pg_url, schema, last) == bars, offset
     print(
         f"\nhost clock +60 s and -60 s, {feed.published} trades stamped now: 0 late, bars "
-        f"({len(bars['1s'])} 1s) equal the trades' own"
+        f"({len(bars['1s'])} 1s) equal the trades' own; after the last trade the quiet "
+        f"market's last 1s bar closed within {max(closed_after.values()):.1f} s"
     )

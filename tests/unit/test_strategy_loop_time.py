@@ -22,6 +22,7 @@ from adapters.sql.migrations import migrate_sqlite
 from adapters.sql.strategy_tables import SqliteStrategyTables
 from adapters.strategies.registry import create_strategy
 from app.strategy_loop import StrategyLoop
+from domain.bars import bucket_start
 from domain.market import Trade
 from domain.values import Exchange, Side, Symbol, Timeframe
 
@@ -240,3 +241,27 @@ def test_a_signal_is_as_old_as_the_engines_delay_not_the_markets_silence(tmp_pat
         loop.step()
         (age,) = signal_ages(log)
         assert ages[0] <= age < ages[1], backlog
+
+
+def test_a_replay_published_twice_is_late_the_second_time_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """The second copy of a trade whose bars are closed is late: counted, acknowledged,
+    never merged. (A copy of a trade whose bar is still open merges: a trades feed carries no
+    trade id to tell a repeated print from a new one.)"""
+    trades = list(synthetic_trades(start=T0, seed=8, count=2000))
+    log = InProcessLog()
+    append(log, trades)
+    loop = loop_over(log, tmp_path / "e.sqlite3")
+    loop.tick_grace = None
+    loop.start()
+    while loop.step():
+        pass
+    before = rows(tmp_path / "e.sqlite3")
+    closed_until = bucket_start(trades[-1].timestamp, M5)  # the last 5m bar is still open
+    append(log, trades)  # the same file replayed again into the same stream
+    while loop.step():
+        pass
+    assert rows(tmp_path / "e.sqlite3") == before
+    assert loop.stats.late_trades == sum(t.timestamp < closed_until for t in trades) > 1500
+    assert loop.stats.trades == 4000
