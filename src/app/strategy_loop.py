@@ -200,6 +200,8 @@ class StrategyLoop:
         """Read and process one batch. Returns the number of entries read."""
         if not self._started:
             self.start()
+            if not self._started:  # stopped while the start rebuilt a long gap
+                return 0
         entries = self.source.read(self.batch_size, self.block_ms)
         # Fewer than asked for: the streams were drained when this read returned, so the feed's
         # clock as it was then may close bars (not as it is after processing them: trades that
