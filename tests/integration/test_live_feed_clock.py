@@ -15,12 +15,9 @@ read the trades that had piled up while the engine was down: 121 late trades in 
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,12 +31,17 @@ from psycopg import sql
 
 from adapters.marketdata.gmo_messages import parse_entry
 from adapters.marketdata.stream_writer import trade_fields
-from app.bootstrap import STRATEGY_GROUP
 from domain.bars import MultiTimeframeBars, bucket_start
 from domain.market import Trade
 from domain.values import Exchange, Side, Symbol, Timeframe
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, wait_until
+from support.strategy_engine import (
+    private_schemas,
+    stop_for_report,
+    strategy_env,
+    strategy_lag,
+)
 
 pytestmark = pytest.mark.postgres
 TIMEFRAMES = ("1s", "5s")  # two timeframes with many bars each in under a minute
@@ -80,28 +82,22 @@ class LiveFeed(threading.Thread):
 
 
 def environment(pg_url: str, schema: str, redis_url: str, prefix: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "DATABASE_URL": f"{pg_url}?schema={schema}",
-        "REDIS_URL": redis_url,
-        "STREAM_PREFIX": prefix,
-        "ENABLE_STRATEGY": "true",
-        "ENABLE_EXECUTION": "false",
-        "OHLCV_TIMEFRAMES": ",".join(TIMEFRAMES),
-        "STRATEGY_TIMEFRAME": "1s",
-        "STRATEGY_BATCH_SIZE": "50",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "WARNING",
-    }
+    return strategy_env(
+        pg_url,
+        schema,
+        redis_url,
+        prefix,
+        OHLCV_TIMEFRAMES=",".join(TIMEFRAMES),
+        STRATEGY_TIMEFRAME="1s",
+        STRATEGY_BATCH_SIZE="50",
+        LOG_FORMAT="json",
+    )
 
 
 @pytest.fixture
 def schemas(pg_url: str) -> Iterator[list[str]]:
-    names = [f"te_test_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    yield names
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    with private_schemas(pg_url, 2) as names:
+        yield names
 
 
 def reference(client: redis.Redis, stream: str) -> tuple[dict[str, list[tuple]], datetime]:
@@ -155,17 +151,6 @@ def last_second_stored(pg_url: str, schema: str, last: datetime) -> bool:
     return found == (1,)
 
 
-def lag(client: redis.Redis, stream: str) -> int | None:
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:
-        return None
-    for group in groups:
-        if group["name"].decode() == STRATEGY_GROUP:
-            return None if group.get("lag") is None else int(group["lag"])
-    return None
-
-
 def late_in_logs(*outputs: bytes) -> int:
     """Late trades the engine logged (a killed run prints no report, its log lines remain)."""
     late = 0
@@ -174,13 +159,6 @@ def late_in_logs(*outputs: bytes) -> int:
             if line.startswith("{") and "late trades counted" in line:
                 late += int(json.loads(line)["message"].split()[0])
     return late
-
-
-def stop(engine: EngineProcess) -> tuple[dict, bytes]:
-    engine.send_signal(signal.SIGTERM)
-    out, err = engine.communicate(timeout=60)
-    assert engine.returncode == 0, err.decode()[-3000:]
-    return json.loads(out.decode().strip().splitlines()[-1])["strategy"], out
 
 
 def test_sigkill_again_and_again_with_the_feed_arriving_makes_no_trade_late(
@@ -209,11 +187,13 @@ def test_sigkill_again_and_again_with_the_feed_arriving_makes_no_trade_late(
             time.sleep(chance.uniform(0.3, 2.5))  # down: trades pile up in the stream
             engine = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)
             started = time.monotonic()
-        wait_until(lambda: lag(client, stream) == 0, 60, "the engine to read the whole feed")
+        wait_until(
+            lambda: strategy_lag(client, stream) == 0, 60, "the engine to read the whole feed"
+        )
         # The last one stops with SIGTERM (to report): not before Python has started it (a
         # signal before the interpreter runs the entry point kills it, handler or not).
         time.sleep(max(0.0, started + 5 - time.monotonic()))
-        report, out = stop(engine)
+        report, out = stop_for_report(engine)
         outputs.append(out)
         expected, last = reference(client, stream)
     finally:
@@ -255,7 +235,7 @@ def test_a_host_clock_a_minute_off_makes_no_trade_late(
         quiet = time.monotonic()
         reports, closed_after = {}, {}
         for (offset, stream), schema in zip(streams.items(), schemas, strict=True):
-            wait_until(lambda s=stream: lag(client, s) == 0, 60, f"the engine at {offset}")
+            wait_until(lambda s=stream: strategy_lag(client, s) == 0, 60, f"the engine at {offset}")
             # Trading has gone quiet: the feed's clock closes the last trade's 1s bar (its
             # end plus the 2 s grace) with no later trade to close it.
             _, last = reference(client, stream)
@@ -263,7 +243,7 @@ def test_a_host_clock_a_minute_off_makes_no_trade_late(
                 lambda s=schema, t=last: last_second_stored(pg_url, s, t), 10, "a quiet close"
             )
             closed_after[offset] = time.monotonic() - quiet
-            reports[offset] = stop(engines[offset])
+            reports[offset] = stop_for_report(engines[offset])
         expected = {offset: reference(client, stream) for offset, stream in streams.items()}
     finally:
         for engine in engines.values():

@@ -13,13 +13,8 @@ is over), so the comparison covers every bar before the last trade's, in every t
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,11 +26,16 @@ from psycopg import sql
 
 from adapters.marketdata.synthetic import synthetic_trades
 from adapters.marketdata.trade_files import read_gmo_trades, write_gmo_trades
-from app.bootstrap import STRATEGY_GROUP
 from domain.bars import bucket_start
 from domain.values import Timeframe
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, wait_until
+from support.strategy_engine import (
+    private_schemas,
+    stop_for_report,
+    strategy_env,
+    strategy_lag,
+)
 
 pytestmark = pytest.mark.postgres
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
@@ -62,53 +62,23 @@ def _fields(trade) -> dict:
     return {name: getattr(trade, name) for name in trade.__dataclass_fields__}
 
 
-@pytest.fixture
-def schemas(pg_url: str) -> Iterator[list[str]]:
-    names = [f"te_test_{uuid.uuid4().hex[:12]}" for _ in range(6)]
-    yield names
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
 def environment(pg_url: str, schema: str, redis_url: str, prefix: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "DATABASE_URL": f"{pg_url}?schema={schema}",
-        "REDIS_URL": redis_url,
-        "STREAM_PREFIX": prefix,
-        "ENABLE_STRATEGY": "true",
-        "ENABLE_EXECUTION": "false",
-        "OHLCV_TIMEFRAMES": ",".join(TIMEFRAMES),
-        "STRATEGY_TIMEFRAME": "1m",
-        "MA_FAST_WINDOW": "5",
-        "MA_SLOW_WINDOW": "20",
-        "LOG_LEVEL": "WARNING",
-    }
+    return strategy_env(
+        pg_url,
+        schema,
+        redis_url,
+        prefix,
+        OHLCV_TIMEFRAMES=",".join(TIMEFRAMES),
+        STRATEGY_TIMEFRAME="1m",
+        MA_FAST_WINDOW="5",
+        MA_SLOW_WINDOW="20",
+    )
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [COMMAND, *args], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-
-
-def lag(client: redis.Redis, stream: str) -> int | None:
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:
-        return None
-    for group in groups:
-        if group["name"].decode() == STRATEGY_GROUP:
-            return None if group.get("lag") is None else int(group["lag"])
-    return None
-
-
-def stop(engine: EngineProcess) -> dict:
-    engine.send_signal(signal.SIGTERM)
-    out, err = engine.communicate(timeout=60)
-    assert engine.returncode == 0, err.decode()[-3000:]
-    return json.loads(out.decode().strip().splitlines()[-1])["strategy"]
 
 
 def bars_and_signals(pg_url: str, schema: str, last: datetime) -> tuple[dict, list]:
@@ -170,8 +140,10 @@ class ThreePaths:
             assert replay.wait(timeout=600) == 0, replay.stderr.read().decode()
             stream = f"{self.prefix}{name}:md:trade"
             assert client.xlen(stream) == len(self.trades)
-            wait_until(lambda s=stream: lag(client, s) == 0, 120, f"{name} engine to read all")
-            self.reports[name] = stop(self.engines[name])
+            wait_until(
+                lambda s=stream: strategy_lag(client, s) == 0, 120, f"{name} engine to read all"
+            )
+            self.reports[name], _ = stop_for_report(self.engines[name])
 
     def kill(self) -> None:
         for process in [*self.engines.values(), *self.replays.values(), self.simulate]:
@@ -193,11 +165,7 @@ class ThreePaths:
 
 
 def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
-    tmp_path: Path,
-    pg_url: str,
-    schemas: list[str],
-    redis_url: str,
-    redis_prefix: str,
+    tmp_path: Path, pg_url: str, redis_url: str, redis_prefix: str
 ) -> None:
     files = {
         "bundled sample": SAMPLE,
@@ -206,22 +174,24 @@ def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
     runs = {}
-    try:
-        for n, (data, file) in enumerate(files.items()):
-            runs[data] = ThreePaths(
-                file, schemas[3 * n : 3 * n + 3], pg_url, redis_url, f"{redis_prefix}{n}", tmp_path
+    with private_schemas(pg_url, 6) as schemas:
+        try:
+            for n, (data, file) in enumerate(files.items()):
+                three = schemas[3 * n : 3 * n + 3]
+                prefix = f"{redis_prefix}{n}"
+                runs[data] = ThreePaths(file, three, pg_url, redis_url, prefix, tmp_path)
+            for run in runs.values():
+                run.finish(client)
+        finally:
+            for run in runs.values():
+                run.kill()
+            client.close()
+        elapsed = time.monotonic() - started
+        for data, run in runs.items():
+            counts, signals = run.check()
+            print(
+                f"\n{data}: {len(run.trades)} trades; bars before the last {counts} and "
+                f"{signals} signals identical in simulate, replay --speed 0 and --speed 60 "
+                "into run (0 late)"
             )
-        for run in runs.values():
-            run.finish(client)
-    finally:
-        for run in runs.values():
-            run.kill()
-        client.close()
-    elapsed = time.monotonic() - started
-    for data, run in runs.items():
-        counts, signals = run.check()
-        print(
-            f"\n{data}: {len(run.trades)} trades; bars before the last {counts} and {signals} "
-            f"signals identical in simulate, replay --speed 0 and --speed 60 into run (0 late)"
-        )
     print(f"both files, side by side: {elapsed:.0f} s")
