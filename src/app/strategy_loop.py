@@ -83,23 +83,18 @@ class _SymbolState:
 @dataclass(frozen=True, slots=True)
 class _Closing:
     """What closed some bars: the market entry of the last trade in them (None: from a bar
-    file, or resumed from the store with no trade of it read since); when they closed in the
-    market's time (`closed_at`: the time of the trade after them, or the feed's clock when it
-    closed them on silence; None: not known); and the feed's time as the engine closed them
-    (`feed_time`, at wall time `wall`), later than `closed_at` by how far behind the market
-    the engine was. A signal decided on them is as old as that, however long the rest of
-    the batch takes."""
+    file, or resumed from the store with no trade of it read since), and how long ago, on the
+    feed's clock, they closed when the engine closed them at wall time `wall` (`age`: how far
+    behind the market the engine was, since they closed at the time of the trade after them
+    or by the feed's clock on silence; None: not known). A signal decided on them is as old
+    as that plus the wall time since, however long the rest of the batch takes."""
 
     last_entry: str | None
-    closed_at: datetime | None
-    feed_time: datetime | None
+    age: timedelta | None
     wall: float
 
-    def age(self, wall: float) -> timedelta | None:
-        """How long ago, on the feed's clock, the bars closed, at wall time `wall`."""
-        if self.closed_at is None or self.feed_time is None:
-            return None
-        return self.feed_time + timedelta(seconds=wall - self.wall) - self.closed_at
+    def age_at(self, wall: float) -> timedelta | None:
+        return None if self.age is None else self.age + timedelta(seconds=wall - self.wall)
 
 
 _Closed = tuple[OHLCV, _Closing]
@@ -323,7 +318,7 @@ class StrategyLoop:
         for bar in closed:
             if (bar.exchange, bar.symbol) not in self._symbols:
                 self._open_symbol(bar.exchange, bar.symbol)
-        closing = _Closing(None, None, None, self.monotonic())
+        closing = _Closing(None, None, self.monotonic())
         self._closed.extend((bar, closing) for bar in closed)
         self._store_closed()
 
@@ -331,7 +326,8 @@ class StrategyLoop:
         """Closed now: by a trade stamped `closed_at`, else by the feed's clock."""
         wall = self.monotonic()
         feed_time = self.feed.now(wall)
-        return _Closing(last_entry, closed_at or feed_time, feed_time, wall)
+        age = None if feed_time is None else feed_time - (closed_at or feed_time)
+        return _Closing(last_entry, age, wall)
 
     def _take(self, update: BarUpdate, closing: _Closing) -> None:
         """Collect closed bars; a long run of them is decided on and stored chunk by chunk,
@@ -386,7 +382,7 @@ class StrategyLoop:
         else:
             self.stats.signals_seen_before += 1
         # How long ago its bar closed (feed clock): the execution judges the age by it.
-        if self.publisher.publish(signal, age=closing.age(self.monotonic())):
+        if self.publisher.publish(signal, age=closing.age_at(self.monotonic())):
             self.stats.signals_published += 1
         if self.keep_signals:
             self.stats.signals.append(signal)

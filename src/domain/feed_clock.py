@@ -12,7 +12,7 @@ Pure: wall time comes in as numbers on the caller's monotonic scale, never read 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 
 class FeedClock:
@@ -34,12 +34,3 @@ class FeedClock:
         if self._offset is None:
             return None
         return datetime.fromtimestamp(self._offset + wall, UTC)
-
-    def age(self, moment: datetime, wall: float) -> timedelta | None:
-        """How far the feed has moved past `moment` (negative: not reached yet)."""
-        now = self.now(wall)
-        return None if now is None else now - moment
-
-    @property
-    def started(self) -> bool:
-        return self._offset is not None

@@ -144,10 +144,6 @@ class Exchange:
     def __str__(self) -> str:
         return self.value
 
-    @property
-    def simulated(self) -> bool:
-        return is_simulated_venue(self.value)
-
 
 # Names the engine gives venues where no real money moves: a backtest run (`backtest_<id>`),
 # paper trading (`paper_<exchange>`), the simulated exchange and the scripted demo. Records

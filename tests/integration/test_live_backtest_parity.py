@@ -27,6 +27,7 @@ from adapters.marketdata.trade_files import write_gmo_trades
 from domain.order import Order
 from domain.signal_decision import SignalDecision
 from support.engine_output import EngineProcess
+from support.engine_process import run_command
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
@@ -159,14 +160,8 @@ def test_live_and_backtest_give_the_same_signals_and_orders(
         live_store.close()
     # Paper trading records under its own venue, which exports for taxes leave out.
     assert venues == {"paper_gmo"}
-    tax = subprocess.run(
-        [COMMAND, "export", "tax", "--year", "2025", "--method", "moving-average"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    tax = run_command(
+        "export", "tax", "--year", "2025", "--method", "moving-average", env=env, cwd=tmp_path
     )
     assert tax.returncode == 0, tax.stderr
     document = json.loads(tax.stdout)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from psycopg import sql
 
 from app.bootstrap import STRATEGY_GROUP
 from support.engine_output import EngineProcess
-from support.engine_process import COMMAND, wait_until
+from support.engine_process import COMMAND, run_command, wait_until
 
 pytestmark = pytest.mark.postgres
 TRADES = """symbol,side,size,price,timestamp
@@ -83,15 +82,7 @@ def test_trades_a_year_apart_on_1s_bars_take_bounded_memory_and_stop_promptly(
         "LOG_LEVEL": "WARNING",
     }
     (tmp_path / "trades.csv").write_text(TRADES)
-    replay = subprocess.run(
-        [COMMAND, "replay", "--file", "trades.csv"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    replay = run_command("replay", "--file", "trades.csv", env=env, cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr
     client = redis.Redis.from_url(redis_url)
     engine = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)

@@ -12,8 +12,6 @@ T = datetime(2025, 7, 1, 21, 0, tzinfo=UTC)
 def test_it_knows_nothing_before_a_trade() -> None:
     clock = FeedClock()
     assert clock.now(100.0) is None
-    assert clock.age(T, 100.0) is None
-    assert not clock.started
 
 
 def test_it_runs_on_from_the_latest_trade_by_wall_time() -> None:
@@ -21,7 +19,6 @@ def test_it_runs_on_from_the_latest_trade_by_wall_time() -> None:
     clock.observe(T, entered_at=1000.0)
     assert clock.now(1000.0) == T
     assert clock.now(1012.5) == T + timedelta(seconds=12.5)
-    assert clock.age(T - timedelta(seconds=3), 1001.0) == timedelta(seconds=4)
 
 
 def test_a_trade_from_a_backlog_counts_as_old_as_its_entry() -> None:
