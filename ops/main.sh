@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: no servers needed (SQLite file under ./data).
-# A backtest over generated 1-minute bars: the live strategy and execution loops with the
-# simulated exchange; prints the metrics and where the report is.
+# A backtest over a year of generated hourly bars: the live strategy and execution loops with
+# the simulated exchange; prints the metrics, where the report is, and the commands that
+# audit and export the run.
 # Usage: ops/main.sh                      (the backtest)
 #        ops/main.sh SUBCOMMAND [ARGS...]  (any trading-engine subcommand instead)
 set -euo pipefail
@@ -10,5 +11,5 @@ ops/bootstrap.sh
 if [ "$#" -gt 0 ]; then exec .venv/bin/trading-engine "$@"; fi
 out="data/backtest-$(date -u +%Y%m%dT%H%M%SZ)"
 .venv/bin/trading-engine backtest \
-  --synthetic 10000 --seed 1 --cash 1000000 --commission 0.001 \
+  --synthetic 8760 --timeframe 1h --seed 1 --cash 1000000 --commission 0.001 \
   --param fast_window=10 --param slow_window=20 --out "$out"

@@ -28,12 +28,13 @@ from decimal import ROUND_FLOOR, Decimal
 from itertools import groupby
 from typing import Any, Protocol
 
-from app.backtest_results import BacktestResult, ClosedTrade, EquityPoint
+from app.backtest_results import BacktestResult, ClosedTrade, EquityPoint, OpenTrade
 from app.execution_loop import ExecutionLoop
 from app.strategy_loop import StrategyLoop
-from domain.models import OHLCV, Signal
+from domain.market import Trade
+from domain.models import OHLCV, Signal, signal_id_for
 from domain.position import Position
-from domain.values import ZERO, money_context
+from domain.values import ZERO, Side, SignalAction, money_context
 from ports.broker import MarketSimulator
 from ports.event_store import EventStore
 from ports.signal_bus import SignalPublisher
@@ -61,6 +62,10 @@ class HeldSignals:
     def publish(self, signal: Signal, age: timedelta | None = None) -> bool:
         self._held.append(signal)
         return True
+
+    def publish_now(self, signal: Signal) -> None:
+        """A signal that does not wait for a bar's close (the out-of-money liquidation)."""
+        self._bus.publish(signal)
 
     def release(self, until: datetime) -> int:
         due = [s for s in self._held if s.timestamp <= until]
@@ -174,28 +179,92 @@ class BarBacktest:
                 self._marks.prices[str(bar.symbol)] = bar.close
             equity.append(self._mark(moment, positions))
             done += len(bars)
+            if equity[-1].equity <= ZERO and equity[-1].exposed:
+                out_of_money(self._held, self._execution, self._market, bars, positions)
+                refresh_positions(self._store, self._exchange, list(self._bars), positions, -1)
+                later = sorted({bar.timestamp for bar in timeline[done:]})
+                equity[-1:] = [EquityPoint(t, ZERO, False) for t in [moment, *later]]
+                self._parameters["out_of_money_at"] = moment.isoformat()
+                done = len(timeline)
             if progress is not None:
                 progress(done, len(timeline))
+            if done == len(timeline):
+                break
         index = {
             symbol: {bar.timestamp: n for n, bar in enumerate(series)}
             for symbol, series in self._bars.items()
         }
+        closed, still_open = round_trips(
+            self._store,
+            self._exchange,
+            lambda s, t: index.get(s, {}).get(t, -1),
+            {symbol: series[-1].close for symbol, series in self._bars.items()},
+        )
         return BacktestResult(
             initial_cash=self._cash,
             equity=equity,
-            trades=closed_trades(
-                self._store, self._exchange, lambda s, t: index.get(s, {}).get(t, -1)
-            ),
+            trades=closed,
             fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
             prices={
                 symbol: [(b.timestamp, b.close) for b in series]
                 for symbol, series in self._bars.items()
             },
             parameters=self._parameters,
+            open_trades=still_open,
+            bars=self._bars,
         )
 
     def _mark(self, moment: datetime, positions: dict[str, Position]) -> EquityPoint:
         return mark(moment, self._cash, positions, self._marks.prices)
+
+
+OUT_OF_MONEY = "out_of_money"
+
+
+def out_of_money(
+    held: HeldSignals,
+    execution: ExecutionLoop,
+    market: MarketSimulator,
+    bars: Sequence[OHLCV],
+    positions: dict[str, Position],
+) -> None:
+    """Equity at or below zero: every open position is closed at its bar's close and the run
+    stops, as backtesting.py does (an account with nothing left cannot keep trading, and
+    a curve run past zero would be meaningless). The closes go through the live path: an
+    `exit` signal each, decided, sized, ordered and filled like any other, so the log
+    shows why the run ended."""
+    for bar in bars:
+        position = positions.get(str(bar.symbol))
+        if position is None or position.quantity == ZERO:
+            continue
+        held.publish_now(
+            Signal(
+                signal_id=signal_id_for(OUT_OF_MONEY, {}, bar),
+                exchange=bar.exchange,
+                symbol=bar.symbol,
+                strategy=OUT_OF_MONEY,
+                action=SignalAction.EXIT,
+                confidence=Decimal(1),
+                price_ref=bar.close,
+                timestamp=bar.timestamp,
+                meta={
+                    "reason": "equity at or below zero: positions closed at the bar's close, "
+                    "the run stops (as backtesting.py)",
+                    "timeframe": str(bar.timeframe),
+                },
+            )
+        )
+    while execution.step(block_ms=0):
+        pass
+    for bar in bars:  # the close as a print the exit orders fill at, whatever the volume
+        market.observe_trade(
+            Trade(bar.exchange, bar.symbol, Side.BUY, bar.close, LIQUIDITY, bar.timestamp)
+        )
+    if execution.live_orders:
+        execution.poll()
+
+
+LIQUIDITY = Decimal(10) ** 11  # a print large enough for any position (DECIMAL(20,8))
 
 
 def refresh_positions(
@@ -239,12 +308,16 @@ class _Lot:
     time: datetime
 
 
-def closed_trades(
-    store: EventStore, exchange: str, bar_of: Callable[[str, datetime], int]
-) -> list[ClosedTrade]:
+def round_trips(
+    store: EventStore,
+    exchange: str,
+    bar_of: Callable[[str, datetime], int],
+    last_prices: dict[str, Decimal],
+) -> tuple[list[ClosedTrade], list[OpenTrade]]:
     """Round trips from `exchange`'s fills in the log (a store may hold several runs), matched
     first in, first out per symbol (a close filled in parts, or one that also opens the other
-    way, splits accordingly). `bar_of(symbol, time)` numbers the bar a fill happened in."""
+    way, splits accordingly), and the lots still open at the end, valued at `last_prices`.
+    `bar_of(symbol, time)` numbers the bar a fill happened in."""
     symbol_of: dict[Any, str] = {}
     lots: dict[str, list[_Lot]] = defaultdict(list)
     trades: list[ClosedTrade] = []
@@ -291,7 +364,18 @@ def closed_trades(
                     open_lots.pop(0)
             if size > ZERO:
                 open_lots.append(_Lot(side, size, event.price, fee, event.executed_at))
-    return trades
+    return trades, [
+        _open_trade(symbol, lot, bar_of(symbol, lot.time), last_prices[symbol])
+        for symbol, symbol_lots in lots.items()
+        for lot in symbol_lots
+    ]
+
+
+def _open_trade(symbol: str, lot: _Lot, entry_bar: int, last: Decimal) -> OpenTrade:
+    direction = 1 if lot.side == "LONG" else -1
+    with money_context():
+        pnl = (last - lot.price) * lot.size * direction - lot.fee
+    return OpenTrade(symbol, lot.side, lot.size, lot.time, lot.price, lot.fee, entry_bar, last, pnl)
 
 
 def _log(store: EventStore, page: int = 5000) -> Iterable[Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,10 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from domain.models import OHLCV
+
 __all__ = [
     "BacktestResult",
     "ClosedTrade",
     "EquityPoint",
+    "OpenTrade",
     "compute_metrics",
     "drawdown_fractions",
     "trade_return",
@@ -47,6 +50,23 @@ class ClosedTrade:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenTrade:
+    """A position still open when the run ended: its entry, and its value at the last close.
+    As in backtesting.py (without `finalize_trades`), it is in the final equity but not in the
+    trade statistics."""
+
+    symbol: str
+    side: str  # "LONG" or "SHORT"
+    size: Decimal  # > 0
+    entry_time: datetime
+    entry_price: Decimal
+    fees: Decimal  # the entry leg's fees
+    entry_bar: int
+    last_price: Decimal  # the last close, at which the final equity values it
+    pnl: Decimal  # unrealized, at `last_price`, net of the entry fees
+
+
+@dataclass(frozen=True, slots=True)
 class EquityPoint:
     timestamp: datetime  # bar time, tz-aware UTC
     equity: Decimal  # cash + open positions valued at this bar's close
@@ -61,7 +81,20 @@ class BacktestResult:
     fees_paid: Decimal  # all fees, including of legs still open
     prices: dict[str, list[tuple[datetime, Decimal]]]  # per symbol: (bar time, close)
     parameters: dict[str, Any]  # what the run was asked (strategy, params, cash, commission...)
+    open_trades: list[OpenTrade] = field(default_factory=list)  # still open at the end
+    bars: dict[str, Sequence[OHLCV]] = field(default_factory=dict)  # per symbol, for charts
 
+
+# Runs shorter than this are not annualised: their annual figures are n/a (None).
+ANNUALISE_MIN_DAYS = 30
+ANNUALISED = (
+    "return_ann_pct",
+    "volatility_ann_pct",
+    "cagr_pct",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -152,14 +185,18 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
     NaN or infinite values (e.g. a profit factor without a losing trade, a Sortino ratio
     without a losing day) are ``None``.
 
+    As in backtesting.py (without ``finalize_trades``), positions still open at the end are
+    in the equity but not in the trade statistics, the exposure or the fees: ``open_trades``,
+    ``open_trades_pnl`` and ``open_trades_fees`` tell them, ``open_trades_counted`` is False.
+
     Departures from backtesting.py, all of which coincide with it in an ordinary run:
 
     * ``return_pct`` is measured from ``initial_cash`` (backtesting.py: from the first equity
       value, which is the initial cash unless a fill happens on the very first bar);
     * ``buy_and_hold_return_pct`` runs from the first to the last close of the first symbol in
       ``prices`` (backtesting.py starts after the strategy's indicator warm-up);
-    * ``exposure_time_pct`` is the share of bars flagged ``exposed`` (backtesting.py derives the
-      same flags from the trades' entry and exit bars, both included);
+    * runs shorter than ``ANNUALISE_MIN_DAYS`` have no annualised figures (``None``, and
+      ``annualised`` False): backtesting.py compounds a week into 27-digit percentages;
     * trade returns come from :func:`trade_return` (``Trade.pl_pct``); ``win_rate_pct`` and
       ``sqn`` from the trades' ``pnl``, as there;
     * durations are in days (``duration_days`` exact; drawdown and trade durations rounded up to
@@ -172,7 +209,6 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
 
     index = _utc_index([point.timestamp for point in result.equity])
     equity = np.array([float(point.equity) for point in result.equity], dtype=float)
-    exposed = np.array([bool(point.exposed) for point in result.equity], dtype=bool)
     period = _data_period(index)
 
     dd = drawdown_fractions(equity)
@@ -192,7 +228,7 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
     s["start"] = start.isoformat()
     s["end"] = end.isoformat()
     s["duration_days"] = duration / pd.Timedelta(days=1)
-    s["exposure_time_pct"] = exposed.mean() * 100
+    s["exposure_time_pct"] = _exposure_pct(result.trades, len(equity))
     s["final_equity"] = equity[-1]
     s["peak_equity"] = equity.max()
     initial = float(result.initial_cash)
@@ -258,11 +294,32 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
     s["sqn"] = np.sqrt(n_trades) * pl.mean() / (pl.std() or np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         s["kelly_criterion"] = win_rate - (1 - win_rate) / (pl[pl > 0].mean() / -pl[pl < 0].mean())
-    s["fees_paid"] = float(result.fees_paid)
+    s["fees_paid"] = float(sum((t.fees for t in trades), Decimal(0)))
+    s["open_trades"] = len(result.open_trades)
+    s["open_trades_pnl"] = float(sum((t.pnl for t in result.open_trades), Decimal(0)))
+    s["open_trades_fees"] = float(sum((t.fees for t in result.open_trades), Decimal(0)))
+    s["open_trades_counted"] = False  # in the equity, not in the trade statistics
 
     out = {key: _clean(value) for key, value in s.items()}
     out["trades"] = int(n_trades)
+    days = s["duration_days"]
+    out["annualised"] = days >= ANNUALISE_MIN_DAYS
+    if not out["annualised"]:  # a week compounded to a year is noise, not a figure
+        for key in ANNUALISED:
+            out[key] = None
     return out
+
+
+def _exposure_pct(trades: Sequence[ClosedTrade], bars: int) -> float:
+    """Share of bars from a closed trade's entry bar to its exit bar, both included: the
+    bars of a position still open at the end are not counted (backtesting.py's rule)."""
+    if not bars:
+        return np.nan
+    held = np.zeros(bars, dtype=bool)
+    for trade in trades:
+        if trade.entry_bar >= 0:
+            held[trade.entry_bar : trade.exit_bar + 1] = True
+    return held.mean() * 100
 
 
 def _buy_and_hold_pct(prices: dict[str, list[tuple[datetime, Decimal]]]) -> float:

@@ -26,17 +26,18 @@ from app.backtest import (
     Marks,
     Progress,
     SettableClock,
-    closed_trades,
     mark,
     refresh_positions,
+    round_trips,
 )
 from app.backtest_results import BacktestResult, EquityPoint
 from app.execution_loop import ExecutionLoop
 from app.strategy_loop import StrategyLoop
 from domain.bars import bucket_start
 from domain.market import Trade
+from domain.models import OHLCV
 from domain.position import Position
-from domain.values import ZERO, Timeframe
+from domain.values import ZERO, Exchange, Symbol, Timeframe
 from ports.broker import MarketSimulator
 from ports.event_store import EventStore
 
@@ -68,7 +69,7 @@ class TradeBacktest:
         symbols = sorted({str(t.symbol) for t in self._trades})
         positions: dict[str, Position] = {}
         equity: list[EquityPoint] = []
-        closes: dict[str, list[tuple[datetime, Decimal]]] = {s: [] for s in symbols}
+        candles: dict[str, list[list[Any]]] = {s: [] for s in symbols}  # start, o, h, l, c, v
         bucket: datetime | None = None
         seen_log = self._store.max_position()
         self._execution.start()
@@ -91,11 +92,17 @@ class TradeBacktest:
                     self._store, self._exchange, symbols, positions, seen_log
                 )
                 self._marks.prices[symbol] = trade.price
-                series = closes[symbol]
+                series = candles[symbol]
                 if series and series[-1][0] == start:
-                    series[-1] = (start, trade.price)
+                    candle = series[-1]
+                    candle[2] = max(candle[2], trade.price)
+                    candle[3] = min(candle[3], trade.price)
+                    candle[4] = trade.price
+                    candle[5] += trade.size
                 else:
-                    series.append((start, trade.price))
+                    series.append(
+                        [start, trade.price, trade.price, trade.price, trade.price, trade.size]
+                    )
                 if self._held.release(until=trade.timestamp):
                     while self._execution.step(block_ms=0):
                         pass
@@ -104,16 +111,29 @@ class TradeBacktest:
                 progress(done, len(self._trades))
         if bucket is not None:
             equity.append(mark(bucket, self._cash, positions, self._marks.prices))
-        starts = {s: [t for t, _ in series] for s, series in closes.items()}
+        starts = {s: [c[0] for c in series] for s, series in candles.items()}
 
         def bar_of(symbol: str, moment: datetime) -> int:
             return bisect_right(starts.get(symbol, []), moment) - 1
 
+        venue = Exchange(self._exchange)
+        bars = {
+            symbol: [OHLCV(venue, Symbol(symbol), self._timeframe, *candle) for candle in series]
+            for symbol, series in candles.items()
+        }
+        closed, still_open = round_trips(
+            self._store,
+            self._exchange,
+            bar_of,
+            {symbol: series[-1].close for symbol, series in bars.items() if series},
+        )
         return BacktestResult(
             initial_cash=self._cash,
             equity=equity,
-            trades=closed_trades(self._store, self._exchange, bar_of),
+            trades=closed,
             fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
-            prices=closes,
+            prices={s: [(b.timestamp, b.close) for b in series] for s, series in bars.items()},
             parameters=self._parameters,
+            open_trades=still_open,
+            bars=bars,
         )

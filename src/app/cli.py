@@ -42,6 +42,7 @@ from app.bootstrap import (
 from app.bootstrap import migrate as bootstrap_migrate
 from app.cli_backtest import backtest
 from app.cli_export import export_cli
+from app.cli_options import DatabaseOption
 from app.cli_projections import projections_cli
 from app.cli_sweep import sweep
 from app.cli_verify import verify_log
@@ -74,12 +75,6 @@ def _settings(database_url: str | None):
     except ConfigError as error:
         Console(stderr=True).print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Event store URL (default: $DATABASE_URL, else SQLite)."),
-]
 
 
 @cli.command()

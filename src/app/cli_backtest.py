@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.backtest_report import write_outputs
-from app.backtest_results import compute_metrics
+from app.backtest_report import OUTPUT_NAMES, write_outputs
+from app.backtest_results import ANNUALISE_MIN_DAYS, compute_metrics
 from app.bootstrap import (
     BacktestOptions,
     bar_backtest,
@@ -25,6 +26,7 @@ from app.bootstrap import (
     trade_backtest,
 )
 from app.cli_options import (
+    RUN_STORE,
     CashOption,
     CommissionOption,
     DataOption,
@@ -37,6 +39,8 @@ from app.cli_options import (
     SlippageOption,
     StrategyOption,
     SymbolOption,
+    TimeframeOption,
+    VolumeParticipationOption,
 )
 from app.config import ConfigError, load_settings
 from domain.errors import DomainError
@@ -103,11 +107,10 @@ def backtest(
         list[Path] | None,
         typer.Option("--trades", help="GMO trades file (CSV, .gz ok); bars are built from it."),
     ] = None,
-    timeframe: Annotated[
-        str, typer.Option("--timeframe", help="Bars built from --trades: e.g. 1m, 5m.")
-    ] = "1m",
+    timeframe: TimeframeOption = None,
     synthetic: Annotated[
-        int | None, typer.Option("--synthetic", help="Generate this many 1-minute bars instead.")
+        int | None,
+        typer.Option("--synthetic", help="Generate this many bars (--timeframe, default 1m)."),
     ] = None,
     seed: SeedOption = 1,
     strategy: StrategyOption = "moving_average_cross",
@@ -123,9 +126,14 @@ def backtest(
     fraction: FractionOption = None,
     size_step: SizeStepOption = None,
     symbol: SymbolOption = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path(
-        "backtest-out"
-    ),
+    volume_participation: VolumeParticipationOption = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the run: its event log and report.")
+    ] = Path("backtest-out"),
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the run already in --out (a fresh event log)."),
+    ] = False,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -143,10 +151,10 @@ def backtest(
         raise _fail(f"--fill-rule: only next_open is supported, not {fill_rule!r}")
     if size is not None and fraction is not None:
         raise _fail("--size and --fraction exclude each other")
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, overwrite)
     # A run's simulated orders and fills stay in its own store: never in the one DATABASE_URL
     # names (live or paper trading, read by the tax export) unless --database-url asks.
-    url = database_url or f"sqlite:///{out.resolve()}/events.sqlite3"
+    url = database_url or f"sqlite:///{(out / RUN_STORE).resolve()}"
     if database_url is None and os.environ.get("DATABASE_URL"):
         errors.print(
             f"backtest: its event log goes to {url}, not to DATABASE_URL "
@@ -175,19 +183,24 @@ def backtest(
             size=None if size is None else _number("--size", size),
             size_step=None if size_step is None else _number("--size-step", size_step),
             strategy_overrides=parse_params(param or []),
+            volume_participation=None
+            if volume_participation is None
+            else _number("--volume-participation", volume_participation),
         )
         if trades:
             loaded = [t for path in trades for t in read_trade_file(path)]
             loaded.sort(key=lambda t: t.timestamp)
             runner, close = trade_backtest(
-                settings, loaded, options, venue=venue, timeframe=Timeframe(timeframe)
+                settings, loaded, options, venue=venue, timeframe=Timeframe(timeframe or "1m")
             )
             total = len(loaded)
         else:
             bars = (
-                read_bar_files(data or [], symbol, venue)
+                read_bar_files(data or [], symbol, venue, timeframe, warn=_warn)
                 if data
-                else synthetic_bar_set(synthetic or 0, seed, (symbol or ["BTC_JPY"])[0], venue)
+                else synthetic_bar_set(
+                    synthetic or 0, seed, (symbol or ["BTC_JPY"])[0], venue, timeframe or "1m"
+                )
             )
             runner, close = bar_backtest(settings, bars, options)
             total = sum(len(series) for series in bars.values())
@@ -216,8 +229,67 @@ def backtest(
         value = metrics.get(name)
         table.add_row(
             name,
-            "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value),
+            "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value),
         )
     console.print(table)
-    console.print(f"event log: {url}")
-    console.print(f"report: {files['report.html']}")
+    if not metrics["annualised"]:
+        console.print(
+            f"annualised figures n/a: the run spans {metrics['duration_days']:.1f} days, under "
+            f"{ANNUALISE_MIN_DAYS}",
+            highlight=False,
+        )
+    if "out_of_money_at" in result.parameters:
+        console.print(
+            f"out of money at {result.parameters['out_of_money_at']}: equity reached zero, "
+            "every position was closed at that bar's close and the run stopped (as "
+            "backtesting.py)",
+            highlight=False,
+        )
+    _say_open_trades(result.open_trades)
+    console.print(f"event log: {url}", highlight=False)
+    console.print(f"report: {files['report.html']}", highlight=False)
+    if database_url is None:
+        _say_next_commands(out)
+
+
+def _claim(out: Path, overwrite: bool) -> None:
+    """Make `out` the folder of this run only: a run already there is refused, or with
+    --overwrite removed first (its event log too: a fresh store, not a second run in it)."""
+    held = [out / name for name in (RUN_STORE, *OUTPUT_NAMES) if (out / name).exists()]
+    if held and not overwrite:
+        raise _fail(
+            f"{out} already holds a run ({', '.join(p.name for p in held)}): choose another "
+            "--out, or add --overwrite to replace it"
+        )
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out}: not a folder")
+    for name in (RUN_STORE, f"{RUN_STORE}-wal", f"{RUN_STORE}-shm", *OUTPUT_NAMES):
+        (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _warn(message: str) -> None:
+    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def _say_open_trades(still_open: list) -> None:
+    if still_open:
+        console.print(
+            f"{len(still_open)} position(s) still open at the end: in the final equity at the "
+            "last close, not in the trade statistics (as backtesting.py); rows marked open in "
+            "trades.csv",
+            highlight=False,
+        )
+
+
+def _say_next_commands(out: Path) -> None:
+    run = shlex.quote(str(out))
+    console.print("look into the run:", highlight=False)
+    for command in (
+        f"trading-engine verify-log --run {run}",
+        f"trading-engine audit order ORDER_ID --run {run}",
+        f"trading-engine export orders --run {run} --include-simulated --out {run}/orders.csv",
+        f"trading-engine export executions --run {run} --include-simulated "
+        f"--out {run}/executions.csv",
+    ):
+        console.print(f"  {command}", highlight=False, soft_wrap=True)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.bootstrap import open_event_store, projections, sqlite_path
+from app.cli_options import DatabaseOption
 from app.config import ConfigError, load_settings
 from app.export_files import FORMATS as EXPORT_FORMATS
 from app.export_files import write_export
@@ -28,10 +29,6 @@ errors = Console(stderr=True)
 
 YEARS = (2000, 2100)
 
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Event store URL (default: $DATABASE_URL, else SQLite)."),
-]
 IncludeSimulatedOption = Annotated[
     bool,
     typer.Option(

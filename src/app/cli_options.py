@@ -39,3 +39,46 @@ SizeStepOption = Annotated[
 SymbolOption = Annotated[
     list[str] | None, typer.Option("--symbol", help="Symbol of each --data file, in order.")
 ]
+TimeframeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timeframe",
+        help="Bar length: of the --data files (default: inferred from their spacing; e.g. "
+        "1h, 1d, 1w, 1M for calendar months), or of the bars built from --trades (default 1m).",
+    ),
+]
+VolumeParticipationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--volume-participation",
+        help="Cap fills at this fraction (0, 1] of each bar's volume; the rest of a market "
+        "order is canceled. Default: no cap (orders fill in full, as in backtesting.py).",
+    ),
+]
+
+RUN_STORE = "events.sqlite3"  # a backtest's event log, inside its --out folder
+
+
+def store_url(value: str | None) -> str | None:
+    """`--database-url URL`, or `--run DIR`: a backtest's run folder, whose event log is
+    DIR/events.sqlite3. A value without `://` is taken as a run folder."""
+    if value is None or "://" in value:
+        return value
+    folder = Path(value).expanduser()
+    store = folder / RUN_STORE
+    if not store.is_file():
+        what = "no such folder" if not folder.is_dir() else f"no {RUN_STORE} in it"
+        raise typer.BadParameter(f"{value}: not a backtest run folder ({what})")
+    return f"sqlite:///{store.resolve()}"
+
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        "--run",
+        callback=store_url,
+        help="Event store URL (default: $DATABASE_URL, else SQLite), or --run DIR: a backtest's "
+        "run folder (its --out).",
+    ),
+]

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.bootstrap import ProjectionWiring, projections
+from app.cli_options import DatabaseOption
 from app.config import ConfigError, load_settings
 from app.projection_runner import ProjectionFailed, follow_all, rebuild
 from app.projections import OrdersProjection, PositionsProjection
@@ -26,11 +27,6 @@ errors = Console(stderr=True)
 log = logging.getLogger("trading_engine.projections")
 
 MAKERS = {"orders": OrdersProjection, "positions": PositionsProjection}
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Database (default: $DATABASE_URL, else SQLite)."),
-]
 
 
 def _wiring(database_url: str | None) -> ProjectionWiring:

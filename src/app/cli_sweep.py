@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
 from app.bootstrap import read_bar_files, strategy_factory
 from app.cli_backtest import SHOWN, _fail, _number, parse_params
 from app.cli_options import (
@@ -30,6 +31,8 @@ from app.cli_options import (
     SlippageOption,
     StrategyOption,
     SymbolOption,
+    TimeframeOption,
+    VolumeParticipationOption,
 )
 from app.config import ConfigError
 from app.sweep import SweepJob, backtest_settings, grid, iter_rows, metric_names, rank, run_sweep
@@ -91,8 +94,10 @@ def sweep(
     ] = None,
     data: DataOption = None,
     synthetic: Annotated[
-        int | None, typer.Option("--synthetic", help="Generate this many 1-minute bars instead.")
+        int | None,
+        typer.Option("--synthetic", help="Generate this many bars (--timeframe, default 1m)."),
     ] = None,
+    timeframe: TimeframeOption = None,
     seed: SeedOption = 1,
     strategy: StrategyOption = "moving_average_cross",
     cash: CashOption = "10000",
@@ -103,6 +108,7 @@ def sweep(
     fraction: FractionOption = None,
     size_step: SizeStepOption = None,
     symbol: SymbolOption = None,
+    volume_participation: VolumeParticipationOption = None,
     sort: Annotated[
         str, typer.Option("--sort", help="Metric to rank the points by.")
     ] = "sharpe_ratio",
@@ -140,7 +146,12 @@ def sweep(
         raise _fail(f"--top must be at least 0, got {top}")
     for name, text in (("--cash", cash), ("--commission", commission), ("--slippage", slippage)):
         _number(name, text)
-    for name, optional in (("--size", size), ("--fraction", fraction), ("--size-step", size_step)):
+    for name, optional in (
+        ("--size", size),
+        ("--fraction", fraction),
+        ("--size-step", size_step),
+        ("--volume-participation", volume_participation),
+    ):
         if optional is not None:
             _number(name, optional)
     axes = parse_axes(grid_specs or [])
@@ -153,7 +164,8 @@ def sweep(
     try:
         strategy_factory(backtest_settings("memory://", strategy))  # unknown strategy → stop
         if data:
-            read_bar_files(data, symbol)  # unreadable data stops here, not once per point
+            # unreadable data stops here, not once per point
+            read_bar_files(data, symbol, timeframe=timeframe, warn=_warn)
     except (ConfigError, ValueError) as error:
         raise _fail(str(error)) from None
 
@@ -179,6 +191,8 @@ def sweep(
             size=size,
             fraction=fraction,
             size_step=size_step,
+            timeframe=timeframe,
+            volume_participation=volume_participation,
             database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/events.sqlite3"
             if keep_runs
             else None,
@@ -195,6 +209,7 @@ def sweep(
         task = bar.add_task("points", total=len(jobs))
         results = run_sweep(jobs, count, lambda done, _all: bar.update(task, completed=done))
     numbered = [{"point": job.number, **result} for job, result in zip(jobs, results, strict=True)]
+    sort = _rankable(sort, numbered)
     ranked = rank(numbered, sort, descending=not ascending)
 
     metrics = [sort, *(name for name in SHOWN if name != sort)]
@@ -252,3 +267,22 @@ def sweep(
     if keep_runs:
         console.print(f"event logs: {out / 'runs'}/N/events.sqlite3 (N: the point column)")
     console.print(f"results: {csv_path}, {json_path}")
+
+
+def _warn(message: str) -> None:
+    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def _rankable(sort: str, results: list[dict]) -> str:
+    """`sort`, unless it is an annualised figure that no point has because the data span
+    less than a month: then the return (and the reason, said once)."""
+    ran = [result for result in results if "error" not in result]
+    if sort not in ANNUALISED or not ran or any(result.get("annualised") for result in ran):
+        return sort
+    days = ran[0].get("duration_days") or 0.0
+    errors.print(
+        f"{sort} is n/a: the data span {days:.1f} days, under {ANNUALISE_MIN_DAYS} (annualised "
+        "figures need a month); ranked by return_pct instead (--sort to choose)",
+        highlight=False,
+    )
+    return "return_pct"

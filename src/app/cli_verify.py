@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.bootstrap import open_event_store
+from app.cli_options import DatabaseOption
 from app.config import ConfigError, load_settings
 from ports.event_store import ChainReport, EventStore
 
@@ -24,10 +25,7 @@ errors = Console(stderr=True, soft_wrap=True)
 
 
 def verify_log(
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="Database (default: $DATABASE_URL, else SQLite)."),
-    ] = None,
+    database_url: DatabaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Recompute the event log's hash chain; name the first event that does not match."""

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     def _timeframes(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one timeframe is needed")
-        timeframes = [_domain_value(Timeframe, item) for item in value]
+        timeframes = [_live_timeframe(item) for item in value]
         if not nested([Timeframe(item) for item in timeframes]):
             raise ValueError(
                 "each timeframe must divide the next longer one (e.g. 1s,1m,5m,15m,1h): a "
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     @field_validator("STRATEGY_TIMEFRAME")
     @classmethod
     def _strategy_timeframe(cls, value: str) -> str:
-        return _domain_value(Timeframe, value)
+        return _live_timeframe(value)
 
     @field_validator("EXCHANGE_NAME")
     @classmethod
@@ -182,6 +182,17 @@ class Settings(BaseSettings):
                 f"({','.join(self.OHLCV_TIMEFRAMES)})"
             )
         return self
+
+
+def _live_timeframe(text: str) -> str:
+    """A timeframe the live engine builds bars in: fixed lengths and weeks, not months."""
+    value = _domain_value(Timeframe, text)
+    if Timeframe(value).is_monthly:
+        raise ValueError(
+            f"{value} is calendar months, for bar files (backtest --data) only: live bars are "
+            "built in s, m, h, d or w (1M is a month, 1m a minute)"
+        )
+    return value
 
 
 def _domain_value(kind: type, text: str) -> str:

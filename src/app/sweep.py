@@ -80,6 +80,8 @@ class SweepJob:
     fraction: str | None = None
     size_step: str | None = None
     database_url: str | None = None
+    timeframe: str | None = None  # of the bar files (None: inferred), or of the synthetic bars
+    volume_participation: str | None = None  # None: fills not capped by volume
 
     def run_database_url(self) -> str:
         if self.database_url is None:
@@ -114,6 +116,9 @@ def _options(job: SweepJob) -> BacktestOptions:
         size=None if job.size is None else Decimal(job.size),
         size_step=None if job.size_step is None else Decimal(job.size_step),
         strategy_overrides={**job.fixed, **job.point},
+        volume_participation=None
+        if job.volume_participation is None
+        else Decimal(job.volume_participation),
     )
 
 
@@ -130,10 +135,10 @@ def run_point(job: SweepJob) -> dict[str, Any]:
         venue = new_backtest_venue()
         if job.synthetic is not None:
             count, seed, symbol = job.synthetic
-            bars = synthetic_bar_set(count, seed, symbol, venue)
+            bars = synthetic_bar_set(count, seed, symbol, venue, job.timeframe or "1m")
         else:
             symbols = list(job.symbols) if job.symbols else None
-            bars = read_bar_files([Path(p) for p in job.data], symbols, venue)
+            bars = read_bar_files([Path(p) for p in job.data], symbols, venue, job.timeframe)
         runner, close = bar_backtest(settings, bars, _options(job))
         try:
             result = runner.run(None)

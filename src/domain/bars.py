@@ -1,8 +1,9 @@
 """Trades → OHLCV bars, one builder per (exchange, symbol, timeframe).
 
 Rules, chosen deliberately:
-* Buckets are aligned on the UTC epoch: a 5m bar covers [12:05:00, 12:10:00). A trade belongs
-  to the bucket of its *exchange* timestamp, never the time we received it.
+* Buckets are aligned on the UTC epoch: a 5m bar covers [12:05:00, 12:10:00); weeks start on
+  Monday, months on the 1st (UTC, see `Timeframe`). A trade belongs to the bucket of its
+  *exchange* timestamp, never the time we received it.
 * A bar closes when a trade of a later bucket arrives, or when a clock tick passes its end
   (the caller's clock: the feed's, see `feed_clock.py`, never the host's).
 * Empty intervals become flat bars: open = high = low = close = the previous close, volume 0.
@@ -33,23 +34,47 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def bucket_start(timestamp: datetime, timeframe: Timeframe) -> datetime:
-    """Start of the interval that contains `timestamp` (UTC, epoch-aligned)."""
-    seconds = timeframe.seconds
-    elapsed = timestamp - EPOCH
-    whole = elapsed.days * 86400 + elapsed.seconds
-    return EPOCH + timedelta(seconds=whole - whole % seconds)
+    """Start of the interval that contains `timestamp` (UTC, epoch-aligned; weeks from a
+    Monday, months from the 1st: see `Timeframe`)."""
+    return timeframe.start_of(timestamp)
 
 
 def bar_end(bar: OHLCV) -> datetime:
-    return bar.timestamp + timedelta(seconds=bar.timeframe.seconds)
+    """When a bar closes: its start plus its length, or for a calendar timeframe (weeks,
+    months) the end of the period that holds its timestamp."""
+    return bar.timeframe.end_of(bar.timestamp)
 
 
 def nested(timeframes: Sequence[Timeframe]) -> bool:
     """Each length divides the next longer one (1s, 1m, 5m, 1h ...): every bar boundary of a
     longer timeframe is one of each shorter, which is what lets a restart resume all of them
     at one point in time (see `StrategyLoop`)."""
-    lengths = sorted({tf.seconds for tf in timeframes})
-    return all(longer % shorter == 0 for shorter, longer in pairwise(lengths))
+    ordered = sorted(set(timeframes), key=lambda tf: (tf.seconds, tf.value))
+    return all(_shares_boundaries(shorter, longer) for shorter, longer in pairwise(ordered))
+
+
+_DAY = 86_400
+_MONDAY_OFFSET = 4 * _DAY  # 1970-01-05, where weeks are counted from, after the epoch
+
+
+def _shares_boundaries(shorter: Timeframe, longer: Timeframe) -> bool:
+    """Every boundary of `longer` is a boundary of `shorter`."""
+    if shorter.is_monthly:
+        return longer.is_monthly and longer.count % shorter.count == 0
+    if longer.is_monthly:  # months start at midnight, a whole number of days from the epoch
+        return _DAY % shorter.seconds == 0
+    offset = (_MONDAY_OFFSET if longer.unit == "w" else 0) - (
+        _MONDAY_OFFSET if shorter.unit == "w" else 0
+    )
+    return longer.seconds % shorter.seconds == 0 and offset % shorter.seconds == 0
+
+
+def _periods(timeframe: Timeframe, start: datetime, end: datetime) -> int:
+    """How many bars of `timeframe` fit in [start, end), both on its boundaries."""
+    if timeframe.is_monthly:
+        months = (end.year - start.year) * 12 + end.month - start.month
+        return months // timeframe.count
+    return int((end - start).total_seconds()) // timeframe.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +89,16 @@ class FlatRun:
     price: Decimal
 
     def __len__(self) -> int:
-        return int((self.end - self.start).total_seconds()) // self.timeframe.seconds
+        return _periods(self.timeframe, self.start, self.end)
 
     def bars(self) -> Iterator[OHLCV]:
-        step = timedelta(seconds=self.timeframe.seconds)
         at = self.start
+        if self.timeframe.is_monthly:  # months have no fixed step
+            while at < self.end:
+                yield OHLCV.flat(self.exchange, self.symbol, self.timeframe, at, self.price)
+                at = self.timeframe.end_of(at)
+            return
+        step = timedelta(seconds=self.timeframe.seconds)
         while at < self.end:
             yield OHLCV.flat(self.exchange, self.symbol, self.timeframe, at, self.price)
             at += step
@@ -120,7 +150,6 @@ class BarBuilder:
         self.exchange = exchange
         self.symbol = symbol
         self.timeframe = timeframe
-        self.step = timedelta(seconds=timeframe.seconds)
         self._open: _OpenBar | None = None
         self._closed_until: datetime | None = None  # start of the first bucket not closed
         self._last_close: Decimal | None = None
@@ -137,7 +166,7 @@ class BarBuilder:
         """Continue after a stored bar (restart): it and everything before it is closed."""
         if self._open is not None or self._closed_until is not None:
             raise RuntimeError("resume_after() is only for a builder that has seen nothing")
-        self._closed_until = bar.timestamp + self.step
+        self._closed_until = bar_end(bar)
         self._last_close = bar.close
 
     def is_late(self, trade: Trade) -> bool:
@@ -174,7 +203,7 @@ class BarBuilder:
     def tick(self, now: datetime) -> BarUpdate:
         """Close what `now` has passed: the open bar if it ended, then empty intervals."""
         parts: list[_Part] = []
-        if self._open is not None and self._open.start + self.step <= now:
+        if self._open is not None and self.timeframe.end_of(self._open.start) <= now:
             parts.append((self._close_open_bar(),))
         if self._open is None and self._closed_until is not None:
             run = self._flat_run(until=bucket_start(now, self.timeframe))
@@ -192,7 +221,7 @@ class BarBuilder:
         bar = self._open
         assert bar is not None
         self._open = None
-        self._closed_until = bar.start + self.step
+        self._closed_until = self.timeframe.end_of(bar.start)
         self._last_close = bar.close
         return OHLCV(
             self.exchange,

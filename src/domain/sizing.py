@@ -7,7 +7,9 @@
 * On GMO's leverage symbols (`_JPY`) a new order always *opens* a position, so every close is
   marked `CLOSE`, for the broker to send through the close endpoints; on spot a sell is a sell.
 * Sizes are rounded down to the size step (never trade more than asked), limit prices to the
-  tick on the side that does not chase (buy down, sell up); below the minimum size is refused.
+  tick on the side that does not chase (buy down, sell up); below the minimum size is refused,
+  except the opening leg of a reversal: then the close alone is sent (what is left cannot pay
+  for the new position, but the signal still ends the old one).
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ def plan_orders(
     orders = []
     for leg, (side, size, settle) in enumerate(planned):
         rounded = round_size(size, rules)
+        if rounded < rules.min_size and leg > 0:
+            # A reversal the account cannot afford still closes what the signal ends (as
+            # backtesting.py's `position.close(); buy()` does when the buy sizes to nothing).
+            break
         if rounded < rules.min_size:
             raise SizingRefused(
                 f"{side} {size} {rules.symbol} is below the minimum size {rules.min_size} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Self
@@ -128,7 +128,14 @@ class CancelType(_ParsedEnum):
 
 
 _EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,10}([_/][A-Z0-9]{1,9})?$")
+# A base, an optional `_` or `/` and quote, an optional `:` and settlement currency (ccxt's
+# swaps, `BTC/USDT:USDT`); each part upper-case letters and digits, with inner dots for share
+# classes (`BRK.B`). At most 20 characters: the tables' `VARCHAR(20)`.
+# Words of upper-case letters and digits joined by single `_ - .` (a file's stem such as
+# EURUSD_NO_VOLUME or BTC-USD_1H, GMO's BTC_JPY), an optional `/QUOTE` and `:SETTLE` (ccxt).
+_SYMBOL_PART = r"[A-Z0-9]+(?:[._-][A-Z0-9]+)*"
+_SYMBOL_RE = re.compile(rf"^{_SYMBOL_PART}(?:/{_SYMBOL_PART})?(?::{_SYMBOL_PART})?$")
+SYMBOL_MAX_LENGTH = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +170,24 @@ def paper_venue(exchange: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Symbol:
-    """A tradable symbol: GMO's `BTC` (spot) / `BTC_JPY` (leverage), or ccxt's `BTC/USDT`."""
+    """A tradable symbol: GMO's `BTC` (spot) / `BTC_JPY` (leverage), ccxt's `BTC/USDT` or
+    `BTC/USDT:USDT`, or a bar file's name (`GOOG`, `EURUSD_1H`)."""
 
     value: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, str) or not _SYMBOL_RE.match(self.value):
-            raise InvalidValue("symbol", self.value, "expected e.g. BTC, BTC_JPY or BTC/USDT")
+        if (
+            not isinstance(self.value, str)
+            or len(self.value) > SYMBOL_MAX_LENGTH
+            or not _SYMBOL_RE.match(self.value)
+        ):
+            raise InvalidValue(
+                "symbol",
+                self.value,
+                "expected upper-case letters and digits, joined by single _ - . / or :, "
+                f"at most {SYMBOL_MAX_LENGTH} characters: e.g. BTC, BTC_JPY, BTC/USDT:USDT, "
+                "GOOG, EURUSD_1H",
+            )
 
     @property
     def is_gmo_leverage(self) -> bool:
@@ -180,25 +198,95 @@ class Symbol:
         return self.value
 
 
-_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]{0,3})([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]{0,3})([smhdwM])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+# An average Gregorian month (365.2425 days / 12 = 30.436875 days): a month's *nominal* length.
+NOMINAL_MONTH_SECONDS = 2_629_746
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)  # weeks are counted from here
 
 
 @dataclass(frozen=True, slots=True)
 class Timeframe:
-    """A bar length such as `1s`, `1m`, `5m`, `1h`, `1d`."""
+    """A bar length: `1s`, `1m` (minutes), `5m`, `1h`, `1d`, `1w` (weeks), `1M`, `3M` (calendar
+    months: a capital M; `1m` is a minute, as in ccxt).
+
+    Seconds, minutes, hours and days are fixed lengths, aligned on the UTC epoch; a bar that
+    starts at `t` ends at `t + seconds`. Weeks and months are *calendar* periods in UTC: weeks
+    start on Monday 00:00 (as exchanges' weekly candles do), months on the 1st; n of them are
+    counted from Monday 1970-01-05 or from January 1970 (`3M`: quarters, `12M`: years). A bar of
+    a calendar timeframe is the period that holds its timestamp, wherever in the period the
+    data stamped it (the 1st, the month's last day as pandas' `resample("ME")` does, its first
+    or last trading day): it ends where that period ends (`end_of`), so a file with one bar
+    per period never has a bar ending after the next one starts.
+
+    `seconds` is exact for every unit but months; for months it is nominal, `n` times an
+    average Gregorian month (2,629,746 s), for what only needs a length's size (how old a
+    signal may get, how long an entry may wait). Bar boundaries are never computed from it:
+    `start_of` and `end_of` are.
+    """
 
     value: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, str) or not _TIMEFRAME_RE.match(self.value):
-            raise InvalidValue("timeframe", self.value, "expected e.g. 1s, 1m, 5m, 15m, 1h, 1d")
+            raise InvalidValue(
+                "timeframe",
+                self.value,
+                "expected e.g. 1s, 1m, 5m, 15m, 1h, 4h, 1d, 1w, 1M (M: calendar months)",
+            )
+
+    @property
+    def count(self) -> int:
+        """How many units: 5 for `5m`."""
+        return int(self.value[:-1])
+
+    @property
+    def unit(self) -> str:
+        """`s`, `m`, `h`, `d`, `w` or `M`."""
+        return self.value[-1]
+
+    @property
+    def is_calendar(self) -> bool:
+        """Weeks and months: a bar is the calendar period holding its timestamp."""
+        return self.unit in ("w", "M")
+
+    @property
+    def is_monthly(self) -> bool:
+        """Calendar months: no fixed length (`seconds` is nominal)."""
+        return self.unit == "M"
 
     @property
     def seconds(self) -> int:
-        match = _TIMEFRAME_RE.match(self.value)
-        assert match is not None
-        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        """The length in seconds; for months nominal (see the class)."""
+        if self.unit == "M":
+            return self.count * NOMINAL_MONTH_SECONDS
+        return self.count * _UNIT_SECONDS[self.unit]
+
+    def start_of(self, moment: datetime) -> datetime:
+        """Start of the interval that holds `moment` (UTC; epoch-aligned, or the calendar
+        week / month for `w` / `M`)."""
+        if self.unit == "M":
+            utc = moment.astimezone(UTC)
+            months = (utc.year - 1970) * 12 + utc.month - 1
+            months -= months % self.count
+            return datetime(1970 + months // 12, months % 12 + 1, 1, tzinfo=UTC)
+        anchor = _FIRST_MONDAY if self.unit == "w" else _EPOCH
+        elapsed = moment - anchor
+        whole = elapsed.days * 86_400 + elapsed.seconds
+        return anchor + timedelta(seconds=whole - whole % self.seconds)
+
+    def end_of(self, start: datetime) -> datetime:
+        """Where a bar stamped `start` ends: `start + seconds` for fixed lengths; for calendar
+        weeks and months the end of the period holding `start` (2013-04-30 on `1M` ends at
+        2013-05-01, 2024-01-01 at 2024-02-01)."""
+        if self.unit == "M":
+            first = self.start_of(start)
+            months = first.year * 12 + first.month - 1 + self.count
+            return datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC)
+        if self.unit == "w":
+            return self.start_of(start) + timedelta(seconds=self.seconds)
+        return start + timedelta(seconds=self.seconds)
 
     def __str__(self) -> str:
         return self.value

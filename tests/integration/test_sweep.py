@@ -44,6 +44,8 @@ def test_sweep_ranks_the_grid_and_each_point_is_a_plain_backtest(tmp_path: Path)
         "sweep",
         "--synthetic",
         BARS,
+        "--timeframe",
+        "1h",  # 125 days: long enough for annualised figures such as the Sharpe ratio
         "--cash",
         CASH,
         "--grid",
@@ -57,6 +59,7 @@ def test_sweep_ranks_the_grid_and_each_point_is_a_plain_backtest(tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert "4/4" in result.stderr  # the progress bar got to the end
+    assert "is n/a" not in result.stderr
     with (tmp_path / "out" / "sweep.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
@@ -81,6 +84,8 @@ def test_sweep_ranks_the_grid_and_each_point_is_a_plain_backtest(tmp_path: Path)
         "backtest",
         "--synthetic",
         BARS,
+        "--timeframe",
+        "1h",
         "--cash",
         CASH,
         "--param",
@@ -224,3 +229,32 @@ def test_metric_names_are_what_a_backtest_reports() -> None:
         assert name in names
     assert "start" not in names
     assert "nonsense" not in names
+
+
+def test_a_sweep_too_short_for_annualised_figures_ranks_by_return(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "sweep",
+        "--synthetic",
+        "400",
+        "--cash",
+        CASH,
+        "--grid",
+        "fast_window=5,10",
+        "--param",
+        "slow_window=20",
+        "--workers",
+        "1",
+        "--out",
+        "out",
+    )
+    assert result.returncode == 0, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "sharpe_ratio is n/a: the data span 0.3 days, under 30" in message
+    assert "ranked by return_pct instead" in message
+    with (tmp_path / "out" / "sweep.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["point", "fast_window", "return_pct"]
+    returns = [float(row["return_pct"]) for row in rows]
+    assert returns == sorted(returns, reverse=True)
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["sort"] == "return_pct"

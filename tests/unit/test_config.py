@@ -56,7 +56,10 @@ def test_dotenv_file_is_read(tmp_path) -> None:
     [
         ("MAX_POSITION_SIZE", "-1", "MAX_POSITION_SIZE: Input should be greater than 0"),
         ("MAX_POSITION_SIZE", "lots", "MAX_POSITION_SIZE"),
-        ("SYMBOLS", "btc_jpy", "SYMBOLS: expected e.g. BTC, BTC_JPY or BTC/USDT (got 'btc_jpy')"),
+        ("SYMBOLS", "btc_jpy", "SYMBOLS: expected upper-case letters and digits"),
+        ("SYMBOLS", "BTC_JPY,ETH JPY", "e.g. BTC, BTC_JPY, BTC/USDT:USDT, GOOG, EURUSD_1H (got"),
+        ("OHLCV_TIMEFRAMES", "1m,1M", "OHLCV_TIMEFRAMES: 1M is calendar months, for bar files"),
+        ("STRATEGY_TIMEFRAME", "1M", "STRATEGY_TIMEFRAME: 1M is calendar months"),
         ("OHLCV_TIMEFRAMES", "1m,7x", "OHLCV_TIMEFRAMES"),
         ("OHLCV_TIMEFRAMES", "1m,3m,5m", "OHLCV_TIMEFRAMES: each timeframe must divide the next"),
         ("CLOCK_SKEW_TOLERANCE_SECONDS", "5", "CLOCK_SKEW_TOLERANCE_SECONDS"),

@@ -72,6 +72,13 @@ def test_limit_prices_round_to_the_tick_without_chasing() -> None:
     assert sell.price == D("15000001")
 
 
+def test_a_reversal_too_small_to_open_still_closes() -> None:
+    orders = plan("enter_short", "0.02", size="0.0009")
+    assert [(o.leg, o.side, o.size, o.settle) for o in orders] == [
+        (0, Side.SELL, D("0.020"), "CLOSE")
+    ]
+
+
 def test_refusals() -> None:
     with pytest.raises(SizingRefused, match=r"below the minimum size 0\.001"):
         plan("enter_long", "0", size="0.0009")

@@ -85,12 +85,15 @@ def test_exchange_ids(bad: str) -> None:
         Exchange(bad)
 
 
-@pytest.mark.parametrize("good", ["BTC", "BTC_JPY", "BTC/USDT", "ETH"])
+@pytest.mark.parametrize(
+    "good",
+    ["BTC", "BTC_JPY", "BTC/USDT", "ETH", "BTC/USDT:USDT", "EURUSD_NO_VOLUME", "BTC-USD", "BRK.B"],
+)
 def test_symbols(good: str) -> None:
     assert str(Symbol(good)) == good
     assert Symbol("BTC_JPY").is_gmo_leverage
     assert not Symbol("BTC").is_gmo_leverage
-    for bad in ("btc", "BTC-JPY", "", "BTC_JPY_X", "A" * 21):
+    for bad in ("btc", "BTC JPY", "", "BTC__JPY", "_BTC", "BTC/", "BTC/USDT/X", "A" * 21):
         with pytest.raises(InvalidValue):
             Symbol(bad)
 

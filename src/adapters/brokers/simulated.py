@@ -9,8 +9,10 @@ Why it looks like this:
 * **Deterministic.** No wall clock, no randomness: the same placements and the same trades in
   the same order give the same ids, fills, prices and fees. Order timestamps come from the
   injected clock, or else from the market data's own time.
-* **Liquidity is finite.** Our orders together take at most `volume_participation` of each
-  trade's (or bar's) size, oldest order first; the rest waits, so partial fills happen.
+* **Liquidity is finite, if asked.** With a `volume_participation`, our orders together take
+  at most that share of each trade's (or bar's) size, oldest order first; the rest waits, so
+  partial fills happen. `None` lifts the limit, as backtesting.py has none: an order then
+  fills in full at the price it reaches, whatever the volume printed (or missing).
 * **GMO-like refusals.** Placement checks raise `OrderRejected` with GMO's codes, so the
   engine's rejection paths are exercised without a network.
 
@@ -131,7 +133,7 @@ class SimulatedExchange:
         fee_rate: Decimal = ZERO,
         maker_fee_rate: Decimal | None = None,
         slippage: Decimal = ZERO,
-        volume_participation: Decimal = Decimal(1),
+        volume_participation: Decimal | None = Decimal(1),
         rules: dict[str, SymbolRules] = GMO_RULES,
         balances: dict[str, Decimal] | None = None,
         quote: str = "JPY",
@@ -150,8 +152,8 @@ class SimulatedExchange:
         balance may go negative (a short holds a negative base balance)."""
         if fill_market_at not in FILL_MARKET_AT:
             raise ValueError(f"fill_market_at must be one of {FILL_MARKET_AT}")
-        if not ZERO < volume_participation <= Decimal(1):
-            raise ValueError("volume_participation must be in (0, 1]")
+        if volume_participation is not None and not ZERO < volume_participation <= Decimal(1):
+            raise ValueError("volume_participation must be in (0, 1], or None for no limit")
         if not ZERO <= slippage < Decimal(1):
             raise ValueError("slippage is a fraction of the price in [0, 1)")
         self.name = name
@@ -440,14 +442,18 @@ class SimulatedExchange:
         rules = self._rules.get(symbol)
         if not live or rules is None:
             return
-        with money_context():
-            capacity = volume * self._participation
+        capacity: Decimal | None = None  # None: no volume limit
+        if self._participation is not None:
+            with money_context():
+                capacity = volume * self._participation
         for order in list(live.values()):  # oldest first
             price = price_for(order)
-            room = floor_to_step(capacity, rules.size_step)
+            room = order.remaining if capacity is None else floor_to_step(capacity, rules.size_step)
             if price is not None and room > ZERO:
                 size = min(order.remaining, room)
-                capacity -= self._fill_one(order, rules, price, size, when)
+                filled = self._fill_one(order, rules, price, size, when)
+                if capacity is not None:
+                    capacity -= filled
             if order.status.is_live and order.request.time_in_force in _ONCE:
                 self._end(order, CancelType.EXPIRED)
 

@@ -5,7 +5,8 @@ The layout is found, not configured:
 * the time is a column named `timestamp`, `datetime`, `open_time`, `date` or `time` (any
   case), or else the file's index: a Parquet index (a DatetimeIndex written by `to_parquet`)
   or a CSV's unnamed first column (what `df.to_csv()` writes for a DatetimeIndex);
-* `open`, `high`, `low`, `close` and (optional, else 0) `volume` columns, any case.
+* `open`, `high`, `low`, `close` and (optional, else 0) `volume` columns, any case and order;
+  other columns are ignored.
 
 Times may be ISO strings, dates, datetimes or epoch numbers; an epoch's unit is told by its
 magnitude (seconds below 1e11, then milliseconds, microseconds, nanoseconds). Naive times
@@ -13,12 +14,24 @@ are UTC, aware ones are converted to UTC.
 
 Prices keep the digits written: CSV cells are read as text (`100.34` stays `Decimal("100.34")`)
 and Parquet floats go through their shortest repr, so `100.34` never becomes
-`100.3400000000000034106...`. A value that still needs more than the domain's 8 decimal
-places (float noise such as `0.30000000000000004`) is refused, not rounded.
+`100.3400000000000034106...`. A value with more than the store's 8 decimal places
+(`DECIMAL(20,8)`; float noise such as `0.30000000000000004`, or a quote in 1e-10 steps) is
+rounded to 8, half to even, and the file's rounded values are counted in one `BarFileWarning`
+(`warnings.warn`: the file, how many, the first row and column). A price that rounds to 0 is
+still refused: prices are greater than zero.
 
 The whole file is checked before anything is returned: a bad file raises `BarFileError`
-naming the file, the data row (1-based, in file order) where there is one, and the reason.
-Bars come back sorted by time; two bars at the same time are an error.
+naming the file, the data row (1-based, in file order) where there is one, the column, and
+the reason; every row is checked before the bar length is inferred, and before the symbol
+(the file's name) is. Bars come back sorted by time; two bars at the same time are an error.
+
+The bar length (`Timeframe`) is given, or inferred from the spacing of the bars: the most
+common gap (60 s -> `1m`, 1 day -> `1d` also for business days with weekend and holiday gaps,
+7 days -> `1w`), or calendar months (`1M`; `3M` quarters) when most consecutive bars are in
+consecutive months, whatever day of the month they are stamped (gaps of 28 to 31 days). A bar
+must end by the time the next one starts (`Timeframe.end_of`): two bars closer together than
+the timeframe (a 12-hour gap in daily bars) are refused, naming both rows, because a backtest
+only acts on a bar's signal once the bar has ended: the decision would silently wait a bar.
 """
 
 from __future__ import annotations
@@ -26,11 +39,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from itertools import pairwise
 from pathlib import Path
 
@@ -39,7 +54,7 @@ import pandas as pd
 
 from domain.errors import InvalidValue
 from domain.models import OHLCV
-from domain.values import Exchange, Symbol, Timeframe
+from domain.values import INTEGER_DIGITS, SCALE, Exchange, Symbol, Timeframe
 
 PathLike = str | os.PathLike[str]
 
@@ -47,16 +62,15 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 # Preferred first: ccxt-style exports carry both `timestamp` (epoch ms) and `datetime` (ISO).
 TIME_COLUMNS = ("timestamp", "datetime", "open_time", "date", "time")
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
-# Inference refuses gaps longer than a week: monthly bars are 28 to 31 days apart, and no
-# fixed Timeframe describes them.
-MAX_INFERRED_SECONDS = 7 * 86_400
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Epoch units by magnitude: the first whose bound exceeds |value| (1e11 s is the year 5138).
 _EPOCH_UNITS = ((1e11, "s", 1), (1e14, "ms", 10**3), (1e17, "us", 10**6), (math.inf, "ns", 10**9))
-_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+_UNITS = (("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 _INDEX = object()  # the key of the index / unnamed first column among the candidates
+_QUANTUM = Decimal(1).scaleb(-SCALE)  # 0.00000001
+_MONTHLY_GAP = timedelta(days=28)  # the shortest month: from here on, bars may be monthly
 
 
 class BarFileError(ValueError):
@@ -70,6 +84,24 @@ class BarFileError(ValueError):
         super().__init__(f"{self.path}{where}: {reason}")
 
 
+class BarFileWarning(UserWarning):
+    """Values of a bar file that had more than 8 decimal places and were rounded to 8 (the
+    store's `DECIMAL(20,8)`): issued once per file by `read_bar_file` / `read_bars` through
+    `warnings.warn`; catch them with `warnings.catch_warnings(record=True)` to show them."""
+
+    def __init__(self, path: PathLike, rounded: int, row: int, column: str) -> None:
+        self.path = os.fspath(path)
+        self.rounded = rounded
+        self.row = row  # the first rounded value's data row and column
+        self.column = column
+        values = "1 value had" if rounded == 1 else f"{rounded} values had"
+        super().__init__(
+            f"{self.path}: {values} more than {SCALE} decimal places and "
+            f"{'was' if rounded == 1 else 'were'} rounded to {SCALE} "
+            f"(first: data row {row}, column {column})"
+        )
+
+
 def read_bar_file(
     path: PathLike,
     *,
@@ -78,31 +110,9 @@ def read_bar_file(
     timeframe: str | Timeframe | None = None,
 ) -> list[OHLCV]:
     """All bars of one file, sorted by time. Without `timeframe`, it is inferred from the
-    most common gap between consecutive bars (e.g. 60 s → `1m`, 1 day → `1d`)."""
-    venue = exchange if isinstance(exchange, Exchange) else Exchange(exchange)
-    instrument = symbol if isinstance(symbol, Symbol) else Symbol(symbol)
-    given = None if timeframe is None else _timeframe_of(timeframe)
-    source = Path(path)
-    frame, index = _load(source)
-    rows = _rows(source, frame, index)
-    if not rows:
-        raise BarFileError(source, "no bars in the file")
-    rows.sort(key=lambda row: row[1])  # stable: equal times keep file order for the message
-    for (row_a, time_a, *_), (row_b, time_b, *_) in pairwise(rows):
-        if time_a == time_b:
-            reason = f"duplicate time {time_a.isoformat()} (data rows {row_a} and {row_b})"
-            raise BarFileError(source, reason)
-    bar_length = given or _infer_timeframe(source, [row[1] for row in rows])
-    bars = []
-    for row, moment, open_, high, low, close, volume in rows:
-        try:
-            bars.append(
-                OHLCV(venue, instrument, bar_length, moment, open_, high, low, close, volume)
-            )
-        except InvalidValue as error:  # e.g. float noise: more than 8 decimal places
-            reason = f"bad {error.field} {error.value}: {error.reason}"
-            raise BarFileError(source, reason, row) from None
-    return bars
+    spacing of the bars (e.g. 60 s -> `1m`, 1 day -> `1d`, month to month -> `1M`). Values
+    rounded to 8 decimal places are reported with one `BarFileWarning`."""
+    return _read(path, exchange, symbol, "argument", timeframe)
 
 
 def read_bars(
@@ -112,26 +122,94 @@ def read_bars(
     symbols: Sequence[str] | None = None,
     timeframe: str | Timeframe | None = None,
 ) -> dict[str, list[OHLCV]]:
-    """One file per symbol. Without `symbols`, a file's symbol is its name up to the first
-    `.`: `BTC_JPY.csv.gz` → `BTC_JPY`, `GOOG.parquet` → `GOOG`."""
+    """One file per symbol. Without `symbols`, a file's symbol is its name without the
+    suffix, in upper case (`default_symbol`): `goog.csv` -> `GOOG`, `eurusd_1h.csv.gz` ->
+    `EURUSD_1H`, `BTC_JPY.parquet` -> `BTC_JPY`."""
     if isinstance(paths, str | os.PathLike):
         raise TypeError("paths must be a sequence of paths, not a single path")
     if symbols is not None and len(symbols) != len(paths):
         raise ValueError(f"{len(paths)} paths but {len(symbols)} symbols")
     result: dict[str, list[OHLCV]] = {}
     for i, path in enumerate(paths):
-        name = symbols[i] if symbols is not None else Path(path).name.split(".", 1)[0]
-        try:
-            symbol = Symbol(name)
-        except InvalidValue as error:
-            source = "given" if symbols is not None else "taken from the file name"
-            raise BarFileError(path, f"symbol {name!r} ({source}): {error.reason}") from None
-        if symbol.value in result:
-            raise BarFileError(path, f"a second file for symbol {symbol.value}")
-        result[symbol.value] = read_bar_file(
-            path, exchange=exchange, symbol=symbol, timeframe=timeframe
-        )
+        if symbols is not None:
+            name, named = symbols[i], "--symbol"
+        else:
+            name, named = default_symbol(path), "file name"
+        bars = _read(path, exchange, name, named, timeframe, taken=set(result))
+        result[bars[0].symbol.value] = bars
     return result
+
+
+def default_symbol(path: PathLike) -> str:
+    """A file's symbol when none is given: its name without `.csv`, `.csv.gz`, `.parquet` or
+    `.pq`, in upper case (`my-data.2024.csv` -> `MY-DATA.2024`, which `Symbol` refuses)."""
+    name = Path(path).name
+    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)].upper()
+
+
+def _read(
+    path: PathLike,
+    exchange: str | Exchange,
+    symbol: str | Symbol,
+    named: str,
+    timeframe: str | Timeframe | None,
+    taken: set[str] | frozenset[str] = frozenset(),
+) -> list[OHLCV]:
+    """The file first (layout, every row, duplicate times), then its symbol, then the bar
+    length and whether the bars fit it."""
+    venue = exchange if isinstance(exchange, Exchange) else Exchange(exchange)
+    given = None if timeframe is None else _timeframe_of(timeframe)
+    source = Path(path)
+    frame, index = _load(source)
+    rows, rounding = _rows(source, frame, index)
+    if not rows:
+        raise BarFileError(source, "no bars in the file")
+    rows.sort(key=lambda row: row[1])  # stable: equal times keep file order for the message
+    for (row_a, time_a, *_), (row_b, time_b, *_) in pairwise(rows):
+        if time_a == time_b:
+            reason = f"duplicate time {time_a.isoformat()} (data rows {row_a} and {row_b})"
+            raise BarFileError(source, reason)
+    instrument = _symbol(source, symbol, named)
+    if instrument.value in taken:
+        raise BarFileError(
+            source,
+            f"a second file for symbol {instrument.value}; name each file's symbol with --symbol",
+        )
+    bar_length = given or _infer_timeframe(source, [row[1] for row in rows])
+    _refuse_overlaps(source, rows, bar_length, inferred=given is None)
+    bars = []
+    for row, moment, open_, high, low, close, volume in rows:
+        try:
+            bars.append(
+                OHLCV(venue, instrument, bar_length, moment, open_, high, low, close, volume)
+            )
+        except InvalidValue as error:  # checked per value above; kept as a last guard
+            reason = f"bad {error.field} {error.value}: {error.reason}"
+            raise BarFileError(source, reason, row) from None
+    if rounding.count:
+        warnings.warn(
+            BarFileWarning(source, rounding.count, rounding.row, rounding.column), stacklevel=3
+        )
+    return bars
+
+
+def _symbol(path: Path, symbol: str | Symbol, named: str) -> Symbol:
+    if isinstance(symbol, Symbol):
+        return symbol
+    try:
+        return Symbol(symbol)
+    except InvalidValue as error:
+        if named == "file name":
+            reason = (
+                f"symbol {symbol!r} taken from the file name is not valid: {error.reason}; "
+                "name it with --symbol"
+            )
+        elif named == "--symbol":
+            reason = f"symbol {symbol!r} given with --symbol is not valid: {error.reason}"
+        else:
+            reason = f"symbol {symbol!r} is not valid: {error.reason}"
+        raise BarFileError(path, reason) from None
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -202,7 +280,8 @@ def _find(path: Path, frame: pd.DataFrame, wanted: str) -> str | None:
     return matches[0] if matches else None
 
 
-def _time_column(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> pd.Series:
+def _time_column(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> tuple[pd.Series, str]:
+    """The times, and how to name where they are in a message."""
     found = {wanted: _find(path, frame, wanted) for wanted in TIME_COLUMNS}
     index_name = None if index is None or index.name is None else index.name.lower()
     if index_name in found and found[index_name] is None:
@@ -213,11 +292,12 @@ def _time_column(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> pd
         column = found[wanted]
         if column is _INDEX:
             assert index is not None
-            return index
+            return index, f"index {index.name}"
         if column is not None:
-            return frame[column]
+            return frame[column], f"column {column}"
     if index is not None:
-        return index
+        csv = path.name.lower().endswith((".csv", ".csv.gz"))
+        return index, "the unnamed first column" if csv else "the index"
     names = ", ".join(frame.columns) or "none"
     raise BarFileError(
         path,
@@ -231,8 +311,21 @@ def _time_column(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> pd
 _Row = tuple[int, datetime, Decimal, Decimal, Decimal, Decimal, Decimal]
 
 
-def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> list[_Row]:
-    times = _times(path, _time_column(path, frame, index))
+@dataclass
+class _Rounding:
+    """Values rounded to 8 places: how many, and the first one's row and column."""
+
+    count: int = 0
+    row: int = 0
+    column: str = ""
+
+    def add(self, row: int, column: str) -> None:
+        if not self.count:
+            self.row, self.column = row, column
+        self.count += 1
+
+
+def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> tuple[list[_Row], _Rounding]:
     columns: dict[str, list[object]] = {}
     for name in (*PRICE_COLUMNS, "volume"):
         column = _find(path, frame, name)
@@ -242,25 +335,41 @@ def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> list[_Row
             found = ", ".join(frame.columns) or "none"
             raise BarFileError(path, f"missing column {name!r}; found columns {found}")
         columns[name] = list(frame[column].to_numpy())
+    times = _times(path, *_time_column(path, frame, index))
     zero = Decimal(0)
     volumes = columns.get("volume")
+    rounding = _Rounding()
     rows: list[_Row] = []
     for i, moment in enumerate(times):
         row = i + 1
         open_, high, low, close = (
-            _price(path, row, name, columns[name][i]) for name in PRICE_COLUMNS
+            _price(path, row, name, columns[name][i], rounding) for name in PRICE_COLUMNS
         )
-        volume = zero if volumes is None else _price(path, row, "volume", volumes[i], zero_ok=True)
+        volume = (
+            zero
+            if volumes is None
+            else _price(path, row, "volume", volumes[i], rounding, zero_ok=True)
+        )
         if high < low:
             raise BarFileError(path, f"high {high} is below low {low}", row)
         for name, value in (("open", open_), ("close", close)):
             if not low <= value <= high:
                 raise BarFileError(path, f"{name} {value} is outside [low {low}, high {high}]", row)
         rows.append((row, moment, open_, high, low, close, volume))
-    return rows
+    return rows, rounding
 
 
-def _price(path: Path, row: int, field: str, value: object, *, zero_ok: bool = False) -> Decimal:
+def _price(
+    path: Path,
+    row: int,
+    field: str,
+    value: object,
+    rounding: _Rounding,
+    *,
+    zero_ok: bool = False,
+) -> Decimal:
+    """The cell as a Decimal that fits DECIMAL(20,8): more than 8 places are rounded to 8
+    (half to even) and counted; a price must stay greater than zero once rounded."""
     text = _number_text(value)
     try:
         number = Decimal(text) if text is not None else None
@@ -271,7 +380,20 @@ def _price(path: Path, row: int, field: str, value: object, *, zero_ok: bool = F
     if number < 0 or (number == 0 and not zero_ok):
         reason = "must not be negative" if zero_ok else "must be greater than zero"
         raise BarFileError(path, f"bad {field} {text}: {reason}", row)
-    # precision and size (DECIMAL(20,8)) are checked where the OHLCV is built
+    if number.adjusted() >= INTEGER_DIGITS:
+        reason = f"more than {INTEGER_DIGITS} digits before the point (the store's DECIMAL(20,8))"
+        raise BarFileError(path, f"bad {field} {text}: {reason}", row)
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -SCALE:
+        with localcontext(prec=INTEGER_DIGITS + SCALE + 2, rounding=ROUND_HALF_EVEN):
+            rounded = number.quantize(_QUANTUM)
+        if rounded != number:
+            rounding.add(row, field)
+        if rounded == 0 and not zero_ok:
+            reason = f"must be greater than zero, and rounds to 0 at {SCALE} decimal places"
+            raise BarFileError(path, f"bad {field} {text}: {reason}", row)
+        number = rounded
     return number
 
 
@@ -297,64 +419,70 @@ def _number_text(value: object) -> str | None:
 # -- times -------------------------------------------------------------------------------------
 
 
-def _times(path: Path, column: pd.Series) -> list[datetime]:
+def _times(path: Path, column: pd.Series, where: str) -> list[datetime]:
+    """UTC datetimes; `where` names the column (or index) in messages."""
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
         stamps = pd.to_datetime(column, utc=True)  # naive: taken as UTC; aware: converted
         for i, stamp in enumerate(stamps):
             if pd.isna(stamp):
-                raise BarFileError(path, "missing time", i + 1)
+                raise BarFileError(path, f"missing time in {where}", i + 1)
         return [stamp.to_pydatetime() for stamp in stamps]
     times: list[datetime] = []
     epoch_unit: tuple[str, int] | None = None
     for i, value in enumerate(column.to_numpy()):
         row = i + 1
-        moment, unit = _moment(path, row, value)
+        moment, unit = _moment(path, row, value, where)
         if unit is not None:
             if epoch_unit is None:
                 epoch_unit = unit
             elif unit != epoch_unit:
                 reason = (
-                    f"epoch time {value!r} looks like {unit[0]} but earlier rows are in "
-                    f"{epoch_unit[0]}"
+                    f"epoch time {value!r} in {where} looks like {unit[0]} but earlier rows "
+                    f"are in {epoch_unit[0]}"
                 )
                 raise BarFileError(path, reason, row)
         times.append(moment)
     return times
 
 
-def _moment(path: Path, row: int, value: object) -> tuple[datetime, tuple[str, int] | None]:
+def _moment(
+    path: Path, row: int, value: object, where: str
+) -> tuple[datetime, tuple[str, int] | None]:
     """A UTC datetime, and the epoch unit if the value was an epoch number."""
     if value is None or value is pd.NaT:
-        raise BarFileError(path, "missing time", row)
+        raise BarFileError(path, f"missing time in {where}", row)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if isinstance(value, np.datetime64):
-        return _moment(path, row, pd.Timestamp(value))
+        return _moment(path, row, pd.Timestamp(value), where)
     if isinstance(value, datetime):
         return _utc(value), None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC), None
     text = _number_text(value)
     if text is not None:
-        return _epoch(path, row, value, Decimal(text))
+        return _epoch(path, row, value, Decimal(text), where)
     if isinstance(value, str) and value.strip():
         try:
             return _utc(datetime.fromisoformat(value.strip())), None
         except ValueError:
-            reason = f"bad time {value!r}: expected an ISO date/time or an epoch number"
+            reason = f"bad time {value!r} in {where}: expected an ISO date/time or an epoch number"
             raise BarFileError(path, reason, row) from None
-    raise BarFileError(path, f"bad time {value!r}: expected a date/time or an epoch number", row)
+    reason = f"bad time {value!r} in {where}: expected a date/time or an epoch number"
+    raise BarFileError(path, reason, row)
 
 
 def _epoch(
-    path: Path, row: int, value: object, number: Decimal
+    path: Path, row: int, value: object, number: Decimal, where: str
 ) -> tuple[datetime, tuple[str, int]]:
     name, per_second = next((n, p) for bound, n, p in _EPOCH_UNITS if abs(number) < bound)
     micros = int((number * 1_000_000 / per_second).to_integral_value())
     try:
         return _EPOCH + timedelta(microseconds=micros), (name, per_second)
     except OverflowError:
-        raise BarFileError(path, f"bad time {value!r}: epoch out of range", row) from None
+        raise BarFileError(
+            path, f"bad time {value!r} in {where}: epoch out of range", row
+        ) from None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -371,19 +499,63 @@ def _timeframe_of(value: str | Timeframe) -> Timeframe:
 
 
 def _infer_timeframe(path: Path, times: list[datetime]) -> Timeframe:
-    """The most common gap between consecutive (sorted) bars, as a Timeframe (ties: the
-    shortest gap). Business-day data (weekend gaps of 3 days) still gives `1d`."""
+    """The bar length the bars' spacing says: the most common gap between consecutive (sorted)
+    bars (ties: the shorter), so business days (weekend gaps of 3 days) still give `1d` and
+    hourly FX with weekend gaps `1h`; whole weeks give `w`. From 28 days on, calendar months
+    are tried too: when at least as many consecutive bars are exactly n calendar months apart
+    as share the most common gap, the bars are `nM` (month-end stamps are 28 to 31 days apart)."""
     if len(times) < 2:
-        raise BarFileError(path, "one bar only: cannot infer the timeframe; pass timeframe=")
+        raise BarFileError(
+            path, "one bar only: the bar length cannot be inferred; pass --timeframe (e.g. 1d)"
+        )
     gaps = Counter(b - a for a, b in pairwise(times))
     gap = min(gaps, key=lambda g: (-gaps[g], g))
+    if gap >= _MONTHLY_GAP:
+        steps = Counter(_month_number(b) - _month_number(a) for a, b in pairwise(times))
+        months = min(steps, key=lambda n: (-steps[n], n))
+        if months > 0 and steps[months] >= gaps[gap]:
+            inferred = _timeframe_or_none(f"{months}M")
+            if inferred is not None:
+                return inferred
     seconds = gap.total_seconds()
-    if seconds != int(seconds) or seconds > MAX_INFERRED_SECONDS:
+    whole = int(seconds)
+    unit, size = next((u, s) for u, s in _UNITS if whole % s == 0) if whole else ("s", 1)
+    inferred = _timeframe_or_none(f"{whole // size}{unit}") if whole == seconds else None
+    if inferred is None:
         raise BarFileError(
             path,
-            f"the most common gap between bars is {gap}, not a bar length the engine's "
-            "Timeframe can express (whole seconds, at most 7 days); pass timeframe=",
+            f"the most common gap between bars is {gap}, not a bar length the engine can "
+            "express (whole seconds, up to 9999 of a unit: s, m, h, d, w or M for months); "
+            "pass --timeframe",
         )
-    whole = int(seconds)
-    unit, size = next((u, s) for u, s in _UNITS if whole % s == 0)
-    return Timeframe(f"{whole // size}{unit}")
+    return inferred
+
+
+def _month_number(moment: datetime) -> int:
+    return moment.year * 12 + moment.month - 1  # times here are UTC
+
+
+def _timeframe_or_none(text: str) -> Timeframe | None:
+    try:
+        return Timeframe(text)
+    except InvalidValue:
+        return None
+
+
+def _refuse_overlaps(
+    path: Path, rows: Sequence[_Row], timeframe: Timeframe, *, inferred: bool
+) -> None:
+    """Each bar ends by the time the next one starts: a backtest acts on a bar's signal only
+    once the bar has ended, so a bar reaching past the next start would delay its decision by
+    a bar, silently."""
+    for (row_a, time_a, *_), (row_b, time_b, *_) in pairwise(rows):
+        end = timeframe.end_of(time_a)
+        if end > time_b:
+            how = "inferred from the bars' spacing" if inferred else "given"
+            raise BarFileError(
+                path,
+                f"data rows {row_a} ({time_a.isoformat()}) and {row_b} ({time_b.isoformat()}) "
+                f"are closer together than the timeframe {timeframe} ({how}): the bar of row "
+                f"{row_a} would end at {end.isoformat()}, after the next one starts; pass a "
+                "shorter --timeframe, or remove the extra bar",
+            )

@@ -27,10 +27,13 @@ def synthetic_bars(
     timeframe: str = "1m",
     start_price: float = 15_000_000.0,
     volatility: float = 0.001,
+    trend: float = 0.4,
 ) -> list[OHLCV]:
+    """`volatility`: standard deviation of a bar's log return; `trend`: a trending regime's
+    drift per bar, in units of `volatility`."""
     rng = np.random.default_rng(seed)
     regime_lengths = rng.integers(30, 240, size=count // 30 + 2)
-    drifts = rng.choice([-0.4, 0.0, 0.4], size=regime_lengths.size) * volatility
+    drifts = rng.choice([-trend, 0.0, trend], size=regime_lengths.size) * volatility
     drift = np.repeat(drifts, regime_lengths)[:count]
     steps = drift + volatility * rng.standard_normal(count)
     close = np.maximum(1.0, np.round(start_price * np.exp(np.cumsum(steps))))
@@ -40,13 +43,13 @@ def synthetic_bars(
     low = np.maximum(1.0, np.round(np.minimum(open_, close) - wick))
     volume = np.round(rng.uniform(0.5, 20.0, count), 4)
     frame = Timeframe(timeframe)
-    step = timedelta(seconds=frame.seconds)
+    times = _bar_times(frame, start, count)
     return [
         OHLCV(
             Exchange(exchange),
             Symbol(symbol),
             frame,
-            start + n * step,
+            times[n],
             Decimal(int(open_[n])),
             Decimal(int(high[n])),
             Decimal(int(low[n])),
@@ -55,3 +58,14 @@ def synthetic_bars(
         )
         for n in range(count)
     ]
+
+
+def _bar_times(frame: Timeframe, start: datetime, count: int) -> list[datetime]:
+    """Consecutive bar starts: fixed steps, or calendar weeks/months one after the other."""
+    if not frame.is_calendar:
+        step = timedelta(seconds=frame.seconds)
+        return [start + n * step for n in range(count)]
+    times = [frame.start_of(start)]
+    while len(times) < count:
+        times.append(frame.end_of(times[-1]))
+    return times[:count]

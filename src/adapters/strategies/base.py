@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from domain.bars import bar_end
 from domain.models import OHLCV, Signal, signal_id_for
 from domain.values import SignalAction
 
@@ -37,8 +37,8 @@ class BarStrategy:
             # signals.confidence is DECIMAL(5,2)
             confidence=Decimal(str(bounded)).quantize(Decimal("0.01"), ROUND_HALF_UP),
             price_ref=bar.close,
-            # decided when the bar closed
-            timestamp=bar.timestamp + timedelta(seconds=bar.timeframe.seconds),
+            # decided when the bar closed (a calendar month's end, not a nominal length)
+            timestamp=bar_end(bar),
             indicators=dict(indicators),
             meta={
                 "reason": reason,
