@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ def run_bar_files(
     commission: str = "0.002",
     fraction: str | None = None,
     database_url: str = "memory://",
+    warn: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """One backtest over `paths` (a bar file per symbol), all-in sizing unless `fraction`."""
     options = BacktestOptions(
@@ -29,7 +31,7 @@ def run_bar_files(
         **({"fraction": Decimal(fraction)} if fraction is not None else {}),
     )
     runner, close = bar_backtest(
-        backtest_settings(database_url, strategy), read_bar_files(paths), options
+        backtest_settings(database_url, strategy), read_bar_files(paths, warn=warn), options
     )
     try:
         return runner.run()
