@@ -24,10 +24,11 @@ import pytest
 backtesting = pytest.importorskip("backtesting", reason="parity needs backtesting.py installed")
 talib = pytest.importorskip("talib", reason="parity of RSI/Bollinger uses TA-Lib's indicators")
 from backtesting import Backtest, Strategy  # noqa: E402
-from backtesting.lib import crossover  # noqa: E402
+from backtesting.lib import FractionalBacktest, crossover  # noqa: E402
 from backtesting.test import BTCUSD, EURUSD, GOOG, SMA  # noqa: E402
 
 from app.backtest_results import compute_metrics  # noqa: E402
+from app.bootstrap import synthetic_bar_set  # noqa: E402
 from support.backtests import run_bar_files  # noqa: E402
 
 DATA = {"GOOG": GOOG, "EURUSD": EURUSD, "BTCUSD": BTCUSD}
@@ -274,3 +275,40 @@ def test_several_symbols_in_one_run_share_the_cash(tmp_path: Path) -> None:
     assert spent <= Decimal(100_000)
     assert abs(first.size - 2 * second.size) <= 1
     assert len(result.equity) == len(GOOG)
+
+
+def test_the_main_jobs_year_of_hourly_bars(tmp_path: Path) -> None:
+    """ops/main.sh's run (generated BTC_JPY hourly bars, cash 1,000,000, commission 0.001,
+    size steps of 0.001 BTC) against backtesting.py's FractionalBacktest in 0.001 units."""
+    bars = synthetic_bar_set(8760, 1, timeframe="1h")["BTC_JPY"]
+    frame = pd.DataFrame(
+        {
+            name.capitalize(): [float(getattr(bar, name)) for bar in bars]
+            for name in ("open", "high", "low", "close", "volume")
+        },
+        index=pd.DatetimeIndex([bar.timestamp for bar in bars]).tz_localize(None),
+    )
+    frame.to_csv(tmp_path / "BTC_JPY.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = FractionalBacktest(
+            frame, SmaCross, cash=1_000_000, commission=0.001, fractional_unit=0.001
+        ).run()
+    result = run_bar_files(
+        [tmp_path / "BTC_JPY.csv"],
+        "moving_average_cross",
+        {"fast_window": 10, "slow_window": 20},
+        cash=1_000_000,
+        commission="0.001",
+    )
+    theirs = reference._trades
+    assert len(result.trades) == len(theirs) > 400
+    assert [(t.entry_bar, t.exit_bar, t.side) for t in result.trades] == [
+        (int(r.EntryBar), int(r.ExitBar), "LONG" if r.Size > 0 else "SHORT")
+        for r in theirs.itertuples()
+    ]
+    assert [float(t.size) for t in result.trades] == pytest.approx(
+        [abs(float(r.Size)) for r in theirs.itertuples()]
+    )
+    final = float(result.equity[-1].equity)
+    assert final == pytest.approx(float(reference["Equity Final [$]"]), rel=1e-4)
