@@ -169,11 +169,11 @@ class BarBacktest:
                 pass
             for bar in bars:
                 self._market.observe_bar(bar)
-            if self._execution.live_orders:
+            if self._execution.live_orders:  # fills are only ever recorded by a poll
                 self._execution.poll()
-            seen_log = refresh_positions(
-                self._store, self._exchange, list(self._bars), positions, seen_log
-            )
+                seen_log = refresh_positions(
+                    self._store, self._exchange, list(self._bars), positions, seen_log
+                )
             self._strategy.on_bars(bars)
             for bar in bars:
                 self._marks.prices[str(bar.symbol)] = bar.close
@@ -190,6 +190,7 @@ class BarBacktest:
                 progress(done, len(timeline))
             if done == len(timeline):
                 break
+        self._strategy.flush_bars()
         index = {
             symbol: {bar.timestamp: n for n, bar in enumerate(series)}
             for symbol, series in self._bars.items()

@@ -432,8 +432,11 @@ def execution_loop(
     *,
     execution: ExecutionSettings | None = None,
     monotonic: Callable[[], float] | None = None,
+    poll_interval: float | None = None,
 ) -> ExecutionLoop:
-    """The execution loop over any subscriber, broker and store (live, paper or simulated)."""
+    """The execution loop over any subscriber, broker and store (live, paper or simulated).
+    `poll_interval` overrides ORDER_POLL_INTERVAL_SECONDS (`math.inf`: only explicit polls,
+    for a backtest whose driver polls right after showing the exchange the market)."""
     clock = clock or SystemClock()
     monitor = OrderMonitor(
         store,
@@ -459,7 +462,9 @@ def execution_loop(
         broker,
         exchange=chosen.exchange,
         symbols=list(execution.rules) if execution else list(settings.SYMBOLS),
-        poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS,
+        poll_interval=settings.ORDER_POLL_INTERVAL_SECONDS
+        if poll_interval is None
+        else poll_interval,
         clock=clock,
         **({"monotonic": monotonic} if monotonic else {}),
     )
@@ -621,6 +626,10 @@ def _backtest_wiring(
             sizer=sizer,
         ),
         monotonic=lambda: clock.now().timestamp(),
+        # the drivers poll whenever the exchange was shown the market with orders live: a
+        # timed poll on top (every bar, since each moves the clock past the interval) would
+        # only walk the recent executions again
+        poll_interval=math.inf,
     )
     overrides = {"allow_short": options.allow_short, **(options.strategy_overrides or {})}
     strategy = StrategyLoop(

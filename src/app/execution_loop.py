@@ -11,6 +11,7 @@ in-process bus in simulations; only the subscriber differs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ class ExecutionLoop:
     def step(self, block_ms: int = 200) -> int:
         """Read and handle one batch, then poll live orders if a poll is due. While orders
         are live, the read waits no longer than the next poll. Returns signals handled."""
-        if self._live():
+        if self._live() and math.isfinite(self._poll_interval):
             # (no poll yet: due now; -inf would not convert to milliseconds)
             due_in = self._poll_interval - (self._monotonic() - self._last_poll)
             block_ms = min(block_ms, int(max(due_in, 0.0) * 1000))

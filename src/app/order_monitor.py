@@ -149,7 +149,8 @@ class OrderMonitor:
         """Record executions learned together (one poll, a reconciliation) in the exchange's
         order, oldest first, so the log, the exports and the tax computation see the buy
         before the sell; the exchange lists them newest first. Returns those recorded."""
-        ordered = sorted(learned, key=lambda item: execution_order(item[0]))
+        fresh = [item for item in learned if item[0].execution_id not in self._recorded]
+        ordered = sorted(fresh, key=lambda item: execution_order(item[0]))
         return sum(self.record_execution(execution, source=source) for execution, source in ordered)
 
     def _missing_fills(

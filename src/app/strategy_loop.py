@@ -158,6 +158,7 @@ class StrategyLoop:
         self._symbols: dict[tuple[Exchange, Symbol], _SymbolState] = {}
         self._pending: list[MarketEntry] = []  # delivered, in open bars, not yet acknowledged
         self._closed: list[_Closed] = []  # closed, not yet decided on and stored
+        self._unstored: list[OHLCV] = []  # from `on_bars`: decided on, stored in chunks
         self._started = False
         # Looked at between two chunks of a long stretch of bars (`run` sets it).
         self.should_stop: Callable[[], bool] = lambda: False
@@ -320,7 +321,15 @@ class StrategyLoop:
                 self._open_symbol(bar.exchange, bar.symbol)
         closing = _Closing(None, None, self.monotonic())
         self._closed.extend((bar, closing) for bar in closed)
-        self._store_closed()
+        self._store_closed(defer_bars=True)
+
+    def flush_bars(self) -> None:
+        """Store the bars `on_bars` decided on and holds back (it stores them `chunk_bars` at a
+        time: they are already in the file they came from, and one transaction per bar was
+        half a backtest's time). A backtest calls this at its end."""
+        unstored, self._unstored = self._unstored, []
+        if unstored:
+            self.bar_store.upsert(unstored)
 
     def _closing(self, last_entry: str | None, closed_at: datetime | None = None) -> _Closing:
         """Closed now: by a trade stamped `closed_at`, else by the feed's clock."""
@@ -341,8 +350,9 @@ class StrategyLoop:
                     raise _Interrupted
             self._closed.append((bar, closing))
 
-    def _store_closed(self) -> None:
-        """Decide on the closed bars, store and publish the signals, then store the bars."""
+    def _store_closed(self, *, defer_bars: bool = False) -> None:
+        """Decide on the closed bars, store and publish the signals, then store the bars
+        (`defer_bars`: hold them back for `flush_bars`, up to `chunk_bars` of them)."""
         closed, self._closed = self._closed, []
         if not closed:
             return
@@ -356,8 +366,13 @@ class StrategyLoop:
                 decided.append((signal, bar, closing))
         for signal, bar, closing in decided:
             self._store_and_publish(signal, bar, closing)
-        self.bar_store.upsert([bar for bar, _ in closed])
         self.stats.bars_closed += len(closed)
+        if defer_bars:
+            self._unstored.extend(bar for bar, _ in closed)
+            if len(self._unstored) >= self.chunk_bars:
+                self.flush_bars()
+            return
+        self.bar_store.upsert([bar for bar, _ in closed])
 
     def _store_and_publish(self, signal: Signal, bar: OHLCV, closing: _Closing) -> None:
         if self.signal_store.add(signal):
