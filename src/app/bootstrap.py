@@ -569,6 +569,7 @@ def _backtest_wiring(
 ) -> _BacktestWiring:
     clock = ManualClock(first)
     store = open_event_store(settings.DATABASE_URL)
+    store.hand_out_cached_state()  # the run is its store's only writer
     tables = _backtest_tables(settings.DATABASE_URL)
     steps = {
         symbol: options.size_step

@@ -99,6 +99,24 @@ class EventStoreContract:
         assert loaded.quantity == Decimal("0.01")
         assert store.find_position("gmo", "ETH_JPY") is None
 
+    def test_a_sole_writer_gets_the_cached_state_itself(self, store: EventSourcedStore) -> None:
+        """By default each load is a copy (a change not saved stays with its caller); a
+        backtest's store hands out the cached aggregate itself, and saves through it."""
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        store.save(position)
+        first, again = store.find_position("gmo", "BTC_JPY"), store.find_position("gmo", "BTC_JPY")
+        assert first == again
+        assert first is not again
+        store.hand_out_cached_state()
+        cached = store.find_position("gmo", "BTC_JPY")
+        assert cached is store.find_position("gmo", "BTC_JPY")
+        assert cached is not None
+        cached.apply_fill(
+            order_id=order_id_for("s"), exchange="gmo", symbol="BTC_JPY", execution=fill("e1", "1")
+        )
+        store.save(cached)
+        assert store.find_position("gmo", "BTC_JPY").quantity == Decimal(1)
+
     def test_unknown_order_is_refused(self, store: EventSourcedStore) -> None:
         with pytest.raises(UnknownOrder):
             store.get_order(order_id_for("never-seen"))
