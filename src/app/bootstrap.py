@@ -29,6 +29,7 @@ from adapters.brokers.simulated import SimulatedExchange
 from adapters.clocks.manual import ManualClock
 from adapters.clocks.system import SystemClock
 from adapters.eventstore.application import EventSourcedStore
+from adapters.eventstore.log_copy import append_log
 from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
@@ -549,10 +550,19 @@ class _BacktestWiring:
     execution: ExecutionLoop
     strategy: StrategyLoop
     parameters: dict[str, Any]
+    log_target: EventSourcedStore | None = None  # where the run's log goes when it closes
 
     def close(self) -> None:
-        self.tables.close()
-        self.store.close()
+        """Append the run's log to its database (one transaction per 10,000 events), then
+        close. Also after a run that failed: what it did is in the log for the audit."""
+        try:
+            if self.log_target is not None:
+                append_log(self.store, self.log_target)
+        finally:
+            self.tables.close()
+            self.store.close()
+            if self.log_target is not None:
+                self.log_target.close()
 
 
 def _backtest_wiring(
@@ -568,8 +578,14 @@ def _backtest_wiring(
     log: InProcessLog | None = None,
 ) -> _BacktestWiring:
     clock = ManualClock(first)
-    store = open_event_store(settings.DATABASE_URL)
-    store.hand_out_cached_state()  # the run is its store's only writer
+    # The run is the only writer of its log: it runs on an in-memory store, whose cached
+    # aggregates it may use as they are, and its log is appended to the database it names
+    # when it closes (opened now, so that a bad URL stops the run before it starts).
+    log_target = None
+    if urlsplit(settings.DATABASE_URL).scheme != "memory":
+        log_target = open_event_store(settings.DATABASE_URL)
+    store = memory_event_store()
+    store.hand_out_cached_state()
     tables = _backtest_tables(settings.DATABASE_URL)
     steps = {
         symbol: options.size_step
@@ -672,7 +688,17 @@ def _backtest_wiring(
         "database_url": settings.DATABASE_URL,
     }
     return _BacktestWiring(
-        store, tables, clock, exchange, log, held, marks, execution, strategy, parameters
+        store,
+        tables,
+        clock,
+        exchange,
+        log,
+        held,
+        marks,
+        execution,
+        strategy,
+        parameters,
+        log_target,
     )
 
 

@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 
 from adapters.eventstore.application import EventSourcedStore
+from adapters.eventstore.log_copy import append_log
 from adapters.eventstore.memory import memory_event_store
 from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
@@ -116,6 +117,35 @@ class EventStoreContract:
         )
         store.save(cached)
         assert store.find_position("gmo", "BTC_JPY").quantity == Decimal(1)
+
+    def test_a_log_appended_from_another_store_is_the_same_log(
+        self, store: EventSourcedStore
+    ) -> None:
+        """A backtest runs on an in-memory store and appends its log to the run's database
+        at the end: the same events in the same order, after what was there, chained."""
+        store.save(Position.open_book("gmo", "ETH_JPY", at=T0))  # a store already in use
+        source = memory_event_store()
+        orders = []
+        for n in range(25):
+            order = new_order(signal_id=f"s{n}")
+            order.accept(f"X-{n}", at=T0)
+            order.fill(fill(f"e{n}", "0.01"), at=T0 + timedelta(seconds=n))
+            orders.append(order)
+        position = Position.open_book("gmo", "BTC_JPY", at=T0)
+        position.apply_fill(
+            order_id=orders[0].id, exchange="gmo", symbol="BTC_JPY", execution=fill("e0", "0.01")
+        )
+        source.save(*orders, position)
+
+        assert append_log(source, store, batch=7) == source.max_position() == 77
+        theirs = [(e.aggregate_id, e.version, e.topic) for e in source.read_log(1, 1000)]
+        ours = [(e.aggregate_id, e.version, e.topic) for e in store.read_log(2, 1000)]
+        assert ours == theirs
+        assert store.max_position() == 78
+        assert [store.get_order(order.id) for order in orders] == orders
+        assert store.find_position("gmo", "BTC_JPY") == position
+        report = store.verify_chain()
+        assert (report.ok, report.checked, report.head) == (True, 78, store.chain_head())
 
     def test_unknown_order_is_refused(self, store: EventSourcedStore) -> None:
         with pytest.raises(UnknownOrder):
