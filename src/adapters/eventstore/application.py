@@ -56,8 +56,11 @@ class EventSourcedStore(Application[UUID]):
         """Loads return the cached aggregate itself instead of a deep copy of it. Only for a
         store with one writer that saves every change it makes or stops (a backtest's own
         store): a change made and not saved would otherwise be seen by the next load. The
-        copies were a fifth of a backtest's time (a position copied on every load)."""
+        copies were a fifth of a backtest's time (a position copied on every load). With no
+        other writer the cache is never behind either: no query for newer events per load
+        (`save` puts what it saved in the cache)."""
         self.repository.deepcopy_from_cache = False
+        self.repository.fastforward = False
 
     # ----- writing --------------------------------------------------------------------------
 
