@@ -58,17 +58,36 @@ class OHLCV:
     ) -> OHLCV:
         """An empty interval at the previous bar's close (already checked): no trades, volume 0.
         Made without re-checking `price`, since a long quiet stretch is millions of these."""
+        return cls.checked(exchange, symbol, timeframe, start, price, price, price, price, ZERO)
+
+    @classmethod
+    def checked(
+        cls,
+        exchange: Exchange,
+        symbol: Symbol,
+        timeframe: Timeframe,
+        start: datetime,
+        open_: Decimal,
+        high: Decimal,
+        low: Decimal,
+        close: Decimal,
+        volume: Decimal,
+    ) -> OHLCV:
+        """A bar whose values the caller has checked as `__post_init__` would (UTC start,
+        prices > 0 and volume >= 0 that fit DECIMAL(20,8), low <= open, close <= high): a
+        bar file reader checks each cell to name its row and column, and a second check per
+        bar was a tenth of a backtest's time."""
         bar = object.__new__(cls)
         for name, value in (
             ("exchange", exchange),
             ("symbol", symbol),
             ("timeframe", timeframe),
             ("timestamp", start),
-            ("open", price),
-            ("high", price),
-            ("low", price),
-            ("close", price),
-            ("volume", ZERO),
+            ("open", open_),
+            ("high", high),
+            ("low", low),
+            ("close", close),
+            ("volume", volume),
         ):
             object.__setattr__(bar, name, value)
         return bar

@@ -728,3 +728,23 @@ def test_error_is_a_value_error_naming_the_file(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=re.escape(str(path))):
         read(path)
+
+
+def test_bars_read_are_what_the_checking_constructor_makes(tmp_path: Path) -> None:
+    """The reader builds bars without a second check (`OHLCV.checked`): every bar it returns
+    passes the full one unchanged, on data it did not make (backtesting.py's, and a copy
+    with float noise that gets rounded)."""
+    from backtesting.test import BTCUSD, EURUSD
+
+    EURUSD.to_csv(tmp_path / "eurusd.csv")
+    BTCUSD.to_csv(tmp_path / "btcusd.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BTCUSD's two rounded volumes
+        bars = [
+            *read_bar_file(tmp_path / "eurusd.csv", exchange="sim", symbol="EURUSD"),
+            *read_bar_file(tmp_path / "btcusd.csv", exchange="sim", symbol="BTCUSD"),
+        ]
+    assert len(bars) == 5000 + 156
+    for bar in bars:
+        fields = (bar.exchange, bar.symbol, bar.timeframe, bar.timestamp, bar.open, bar.high)
+        assert OHLCV(*fields, bar.low, bar.close, bar.volume) == bar

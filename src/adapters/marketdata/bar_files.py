@@ -178,15 +178,11 @@ def _read(
         )
     bar_length = given or _infer_timeframe(source, [row[1] for row in rows])
     _refuse_overlaps(source, rows, bar_length, inferred=given is None)
-    bars = []
-    for row, moment, open_, high, low, close, volume in rows:
-        try:
-            bars.append(
-                OHLCV(venue, instrument, bar_length, moment, open_, high, low, close, volume)
-            )
-        except InvalidValue as error:  # checked per value above; kept as a last guard
-            reason = f"bad {error.field} {error.value}: {error.reason}"
-            raise BarFileError(source, reason, row) from None
+    # every value was checked where it was read (`_rows`, `_price`: row and column named)
+    bars = [
+        OHLCV.checked(venue, instrument, bar_length, moment, open_, high, low, close, volume)
+        for _, moment, open_, high, low, close, volume in rows
+    ]
     if rounding.count:
         warnings.warn(
             BarFileWarning(source, rounding.count, rounding.row, rounding.column), stacklevel=3
