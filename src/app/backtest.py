@@ -181,6 +181,7 @@ class BarBacktest:
             done += len(bars)
             if equity[-1].equity <= ZERO and equity[-1].exposed:
                 out_of_money(self._held, self._execution, self._market, bars, positions)
+                # (-1: no log head to compare with, reload the positions as they now are)
                 refresh_positions(self._store, self._exchange, list(self._bars), positions, -1)
                 later = sorted({bar.timestamp for bar in timeline[done:]})
                 equity[-1:] = [EquityPoint(t, ZERO, False) for t in [moment, *later]]

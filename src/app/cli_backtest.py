@@ -41,6 +41,7 @@ from app.cli_options import (
     SymbolOption,
     TimeframeOption,
     VolumeParticipationOption,
+    warn,
 )
 from app.config import ConfigError, load_settings
 from domain.errors import DomainError
@@ -196,7 +197,7 @@ def backtest(
             total = len(loaded)
         else:
             bars = (
-                read_bar_files(data or [], symbol, venue, timeframe, warn=_warn)
+                read_bar_files(data or [], symbol, venue, timeframe, warn=warn)
                 if data
                 else synthetic_bar_set(
                     synthetic or 0, seed, (symbol or ["BTC_JPY"])[0], venue, timeframe or "1m"
@@ -266,10 +267,6 @@ def _claim(out: Path, overwrite: bool) -> None:
     for name in (RUN_STORE, f"{RUN_STORE}-wal", f"{RUN_STORE}-shm", *OUTPUT_NAMES):
         (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-
-
-def _warn(message: str) -> None:
-    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 def _say_open_trades(still_open: list) -> None:

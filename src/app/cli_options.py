@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 DataOption = Annotated[
     list[Path] | None,
@@ -82,3 +83,11 @@ DatabaseOption = Annotated[
         "run folder (its --out).",
     ),
 ]
+
+
+_warnings = Console(stderr=True)
+
+
+def warn(message: str) -> None:
+    """What a bar file's reader had to change (e.g. prices rounded), on stderr."""
+    _warnings.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

@@ -20,6 +20,7 @@ from app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
 from app.bootstrap import read_bar_files, strategy_factory
 from app.cli_backtest import SHOWN, _fail, _number, parse_params
 from app.cli_options import (
+    RUN_STORE,
     CashOption,
     CommissionOption,
     DataOption,
@@ -33,6 +34,7 @@ from app.cli_options import (
     SymbolOption,
     TimeframeOption,
     VolumeParticipationOption,
+    warn,
 )
 from app.config import ConfigError
 from app.sweep import SweepJob, backtest_settings, grid, iter_rows, metric_names, rank, run_sweep
@@ -165,7 +167,7 @@ def sweep(
         strategy_factory(backtest_settings("memory://", strategy))  # unknown strategy → stop
         if data:
             # unreadable data stops here, not once per point
-            read_bar_files(data, symbol, timeframe=timeframe, warn=_warn)
+            read_bar_files(data, symbol, timeframe=timeframe, warn=warn)
     except (ConfigError, ValueError) as error:
         raise _fail(str(error)) from None
 
@@ -193,9 +195,7 @@ def sweep(
             size_step=size_step,
             timeframe=timeframe,
             volume_participation=volume_participation,
-            database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/events.sqlite3"
-            if keep_runs
-            else None,
+            database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/{RUN_STORE}" if keep_runs else None,
         )
         for number, point in enumerate(points, start=1)
     ]
@@ -267,10 +267,6 @@ def sweep(
     if keep_runs:
         console.print(f"event logs: {out / 'runs'}/N/events.sqlite3 (N: the point column)")
     console.print(f"results: {csv_path}, {json_path}")
-
-
-def _warn(message: str) -> None:
-    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 def _rankable(sort: str, results: list[dict]) -> str:
