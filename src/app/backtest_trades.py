@@ -72,6 +72,7 @@ class TradeBacktest:
         candles: dict[str, list[list[Any]]] = {s: [] for s in symbols}  # start, o, h, l, c, v
         bucket: datetime | None = None
         seen_log = self._store.max_position()
+        self._market.open_private_stream()
         self._execution.start()
         done = 0
         while done < len(self._trades):
@@ -86,8 +87,8 @@ class TradeBacktest:
                 bucket = start
                 self._clock.set(trade.timestamp)
                 self._market.observe_trade(trade)
-                if self._execution.live_orders:
-                    self._execution.poll()
+                if self._execution.live_orders:  # the exchange pushes its fills: no poll
+                    self._execution.record_pushed(self._market.take_private_events())
                 seen_log = refresh_positions(
                     self._store, self._exchange, symbols, positions, seen_log
                 )

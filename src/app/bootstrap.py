@@ -58,7 +58,14 @@ from adapters.sql.connections import connect_postgres, connect_sqlite, split_sch
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
 from adapters.strategies.registry import UnknownStrategy, create_strategy
-from app.backtest import ALL_IN, BarBacktest, EquitySizer, HeldSignals, Marks
+from app.backtest import (
+    ALL_IN,
+    BarBacktest,
+    EquitySizer,
+    HeldSignals,
+    Marks,
+    SignalsKeptUntilEnd,
+)
 from app.backtest_trades import TradeBacktest
 from app.config import ConfigError, Settings
 from app.execution import ExecutionService, ExecutionSettings
@@ -550,12 +557,15 @@ class _BacktestWiring:
     execution: ExecutionLoop
     strategy: StrategyLoop
     parameters: dict[str, Any]
+    signals: SignalsKeptUntilEnd
     log_target: EventSourcedStore | None = None  # where the run's log goes when it closes
 
     def close(self) -> None:
-        """Append the run's log to its database (one transaction per 10,000 events), then
-        close. Also after a run that failed: what it did is in the log for the audit."""
+        """Write the run's signals and append its log to its database (one transaction per
+        10,000 events), then close. Also after a run that failed: what it did is in the log
+        for the audit."""
         try:
+            self.signals.flush()
             if self.log_target is not None:
                 append_log(self.store, self.log_target)
         finally:
@@ -649,6 +659,7 @@ def _backtest_wiring(
         poll_interval=math.inf,
     )
     overrides = {"allow_short": options.allow_short, **(options.strategy_overrides or {})}
+    signals = SignalsKeptUntilEnd(tables)
     strategy = StrategyLoop(
         InProcessSource(
             log,
@@ -659,7 +670,7 @@ def _backtest_wiring(
             exchanges={venue},
         ),
         tables,
-        tables,
+        signals,
         held,
         strategy_factory(run_settings, overrides),
         [timeframe],
@@ -698,6 +709,7 @@ def _backtest_wiring(
         execution,
         strategy,
         parameters,
+        signals,
         log_target,
     )
 

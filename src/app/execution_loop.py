@@ -23,7 +23,7 @@ from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
 from domain.signal_age import STALE
 from domain.values import OrderStatus
-from ports.broker import Broker, BrokerFatal
+from ports.broker import Broker, BrokerFatal, PrivateEvents
 from ports.clock import Clock
 from ports.event_store import EventStore
 from ports.signal_bus import SignalEntry, SignalSubscriber
@@ -129,6 +129,11 @@ class ExecutionLoop:
         self.stats.polls += 1
         live = self._monitor.poll(sweep=self._symbols)
         return live
+
+    def record_pushed(self, events: PrivateEvents) -> int:
+        """What the exchange pushed about the account (a private stream) recorded at once,
+        with no request: the simulated exchange's fills in a backtest. Returns live orders."""
+        return self._monitor.record_pushed(events)
 
     def run(self, should_stop: Callable[[], bool], block_ms: int = 200) -> ExecutionStats:
         while not should_stop():

@@ -23,8 +23,8 @@ from app.execution import request_for
 from app.orders import OrderService
 from domain.models import Execution
 from domain.order import Order
-from domain.values import CancelType, OrderStatus
-from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder
+from domain.values import ZERO, CancelType, OrderStatus
+from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder, PrivateEvents
 from ports.clock import Clock
 from ports.event_store import EventStore
 
@@ -49,8 +49,10 @@ class OrderMonitor:
         self._on_result = on_result or (lambda symbol, pnl: None)
         self._not_found_limit = not_found_limit
         self._misses: dict[UUID, int] = {}  # tracked order id -> not-found answers in a row
-        self._latest: dict[UUID, Order] = {}  # tracked orders as last loaded
-        self._exposure: dict[str, Decimal] = {}  # symbol -> signed unfilled size of _latest
+        # tracked order -> (symbol, signed unfilled size) as last loaded: numbers, not the
+        # order, since a sole writer's store hands out the very object it later changes
+        self._latest: dict[UUID, tuple[str, Decimal]] = {}
+        self._exposure: dict[str, Decimal] = {}  # symbol -> sum of _latest's unfilled sizes
         self.by_exchange_id: dict[str, UUID] = {}
         # Execution ids known to be in the store: the latest-executions list repeats the same
         # fills every round, and each would otherwise cost a load of its order.
@@ -82,15 +84,14 @@ class OrderMonitor:
     def _note(self, order_id: UUID, order: Order | None) -> None:
         """Remember `order` as the latest view of a tracked order (None: no longer tracked)."""
         before = self._latest.pop(order_id, None)
-        if before is not None and before.status.is_live:
-            symbol = str(before.symbol)
-            self._exposure[symbol] -= before.side.sign * before.remaining_size
+        if before is not None:
+            symbol, unfilled = before
+            self._exposure[symbol] -= unfilled
         if order is not None:
-            self._latest[order_id] = order
-            if order.status.is_live:
-                symbol = str(order.symbol)
-                exposure = self._exposure.get(symbol, Decimal(0))
-                self._exposure[symbol] = exposure + order.side.sign * order.remaining_size
+            symbol = str(order.symbol)
+            unfilled = order.side.sign * order.remaining_size if order.status.is_live else ZERO
+            self._latest[order_id] = (symbol, unfilled)
+            self._exposure[symbol] = self._exposure.get(symbol, ZERO) + unfilled
 
     # ----- polling --------------------------------------------------------------------------
 
@@ -141,6 +142,21 @@ class OrderMonitor:
         for order in placed:
             self._guarded(order, self._follow, seen.get(str(order.exchange_order_id)))
         for order_id in list(self._latest):
+            tracked = order_id in self._misses
+            self._note(order_id, self._store.get_order(order_id) if tracked else None)
+        return len(self._misses)
+
+    def record_pushed(self, events: PrivateEvents) -> int:
+        """Facts the exchange pushed (a private stream): its fills recorded in its order, then
+        each changed order followed as a poll would, without asking the exchange anything.
+        Returns how many orders are still live."""
+        self.record_in_exchange_order((execution, "stream") for execution in events.executions)
+        for seen in events.orders:
+            order_id = self.by_exchange_id.get(seen.exchange_order_id)
+            if order_id is None or order_id not in self._misses:
+                continue
+            self._misses[order_id] = 0
+            self.record_exchange_order(seen)
             tracked = order_id in self._misses
             self._note(order_id, self._store.get_order(order_id) if tracked else None)
         return len(self._misses)

@@ -172,9 +172,27 @@ class Broker(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PrivateEvents:
+    """What an exchange's private stream pushes about the account (GMO's `executionEvents`
+    and `orderEvents`): its fills, oldest first, and the orders whose state changed, as
+    they now are."""
+
+    executions: Sequence[ExchangeExecution] = ()
+    orders: Sequence[ExchangeOrder] = ()
+
+
 class MarketSimulator(Protocol):
     """A simulated venue that is shown the market as it happens (backtests, paper runs)."""
 
     def observe_bar(self, bar: OHLCV) -> None: ...
 
     def observe_trade(self, trade: Trade) -> None: ...
+
+    def open_private_stream(self) -> None:
+        """From now on, keep what a private stream would push, until taken."""
+        ...
+
+    def take_private_events(self) -> PrivateEvents:
+        """What was pushed since the last call (nothing unless the stream is open)."""
+        ...

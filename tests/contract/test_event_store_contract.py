@@ -117,6 +117,14 @@ class EventStoreContract:
         )
         store.save(cached)
         assert store.find_position("gmo", "BTC_JPY").quantity == Decimal(1)
+        order = new_order(signal_id="sole")
+        store.save(order)  # orders too: the object saved is the one handed out, no replay
+        assert store.get_order(order.id) is order
+        order.accept("X-sole", at=T0)
+        store.save(order)
+        assert store.get_order(order.id).exchange_order_id == "X-sole"
+        with pytest.raises(UnknownOrder):
+            store.get_order(order_id_for("never saved"))
 
     def test_a_log_appended_from_another_store_is_the_same_log(
         self, store: EventSourcedStore

@@ -92,6 +92,14 @@ class StrategyTablesContract:
         assert stored == signal()
         assert tables.get("missing") is None
 
+    def test_signals_stored_together_each_once(self, tables) -> None:
+        tables.add(signal("sig-1"))
+        tables.add_many([signal("sig-1", action="exit"), signal("sig-2"), signal("sig-3")])
+        tables.add_many([])
+        assert tables.get("sig-1") == signal("sig-1")
+        assert tables.get("sig-3") == signal("sig-3")
+        assert tables.add(signal("sig-2")) is False
+
 
 ALL_MIGRATIONS = ["0001_ohlcv_and_signals", "0002_orders_executions_positions", "0003_engine_log"]
 

@@ -66,6 +66,7 @@ from ports.broker import (
     OrderNotFound,
     OrderRejected,
     OrderRequest,
+    PrivateEvents,
 )
 from ports.clock import Clock
 
@@ -178,6 +179,10 @@ class SimulatedExchange:
         self._market_time: datetime | None = None
         self._order_seq = self._execution_seq = self._position_seq = 0
         self._placements = 0
+        # The private stream, once open: fills and changed orders not yet taken.
+        self._streaming = False
+        self._pushed: list[ExchangeExecution] = []
+        self._changed: dict[str, _Order] = {}
 
     # ---- market data ---------------------------------------------------------------------
 
@@ -232,6 +237,28 @@ class SimulatedExchange:
         with self._lock:
             return self._placements
 
+    # ---- the private stream (what GMO pushes over its private WebSocket) ------------------
+
+    def open_private_stream(self) -> None:
+        """Keep every fill and order change from now on until `take_private_events`: the
+        account's facts arrive as they happen, not when a poll asks (a backtest's fills)."""
+        with self._lock:
+            self._streaming = True
+
+    def take_private_events(self) -> PrivateEvents:
+        with self._lock:
+            taken = PrivateEvents(
+                tuple(self._pushed), tuple(o.snapshot() for o in self._changed.values())
+            )
+            self._pushed, self._changed = [], {}
+            return taken
+
+    def _push(self, order: _Order, execution: ExchangeExecution | None = None) -> None:
+        if self._streaming:
+            if execution is not None:
+                self._pushed.append(execution)
+            self._changed[order.order_id] = order
+
     # ---- the Broker port -------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> str:
@@ -273,6 +300,7 @@ class SimulatedExchange:
                 and would_cross(request.side, request.price, last)
             ):
                 order.status, order.cancel_type = OrderStatus.CANCELED, CancelType.EXPIRED
+                self._push(order)
                 return order.order_id
             self._live.setdefault(request.symbol, {})[order.order_id] = order
             if (
@@ -527,6 +555,7 @@ class SimulatedExchange:
         self._executions[order.order_id].append(execution)
         recent = self._recent.setdefault(order.request.symbol, deque(maxlen=RECENT_EXECUTIONS))
         recent.append(execution)
+        self._push(order, execution)
 
     def _settle_margin(self, order: _Order, price: Decimal, size: Decimal) -> None:
         symbol, side = order.request.symbol, order.request.side
@@ -561,6 +590,7 @@ class SimulatedExchange:
         order.status, order.cancel_type = OrderStatus.CANCELED, cancel_type
         self._live.get(order.request.symbol, {}).pop(order.order_id, None)
         self._position_of.pop(order.order_id, None)
+        self._push(order)
 
     def _get(self, exchange_order_id: str) -> _Order:
         order = self._orders.get(exchange_order_id)

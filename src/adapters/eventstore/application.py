@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Transcoder
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import resolve_topic
@@ -38,6 +38,7 @@ class EventSourcedStore(Application[UUID]):
         # last state of each in memory and read only the events recorded since (the library
         # fast-forwards a cached aggregate with one query, so other writers are seen).
         super().__init__(env={"AGGREGATE_CACHE_MAXSIZE": "10000", **env})
+        self._sole_writer = False
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
@@ -61,13 +62,14 @@ class EventSourcedStore(Application[UUID]):
         (`save` puts what it saved in the cache)."""
         self.repository.deepcopy_from_cache = False
         self.repository.fastforward = False
+        self._sole_writer = True
 
     # ----- writing --------------------------------------------------------------------------
 
     def save(self, *aggregates: Order | Position, **kwargs: Any) -> Any:  # type: ignore[override]
         new_orders = [agg for agg in aggregates if isinstance(agg, Order) and _is_new(agg)]
         try:
-            return super().save(*aggregates, **kwargs)
+            return self._save(aggregates, kwargs)
         except IntegrityError as error:
             for order in new_orders:
                 if self._exists(order.id):
@@ -79,9 +81,30 @@ class EventSourcedStore(Application[UUID]):
                 f"stale write: another writer changed one of [{names}] first; reload and retry"
             ) from error
 
+    def _save(self, aggregates: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """`Application.save` without its per-object `isinstance` checks against runtime
+        Protocols (~20 µs each, a tenth of a backtest): only aggregates are saved here."""
+        processing = ProcessingEvent[UUID]()
+        for aggregate in aggregates:
+            if aggregate is not None:
+                processing.events.extend(aggregate.collect_events())
+                processing.aggregates[aggregate.id] = aggregate
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
     # ----- reading --------------------------------------------------------------------------
 
     def get_order(self, order_id: UUID) -> Order:
+        if self._sole_writer:  # the cache holds what this store last saved: no replay
+            try:
+                order = self.repository.get(order_id, projector_func=_replay)
+            except AggregateNotFoundError:
+                raise UnknownOrder(order_id) from None
+            assert isinstance(order, Order)
+            return order
         # Orders are never snapshotted: replaying their few events directly skips the
         # repository's snapshot lookup, a query per load (575 → 376 µs per order measured).
         order = None

@@ -64,6 +64,7 @@ TIME_COLUMNS = ("timestamp", "datetime", "open_time", "date", "time")
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PLAIN = re.compile(rf"[0-9]{{1,{INTEGER_DIGITS}}}(?:\.[0-9]{{0,{SCALE}}})?")  # as DECIMAL(20,8)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Epoch units by magnitude: the first whose bound exceeds |value| (1e11 s is the year 5138).
 _EPOCH_UNITS = ((1e11, "s", 1), (1e14, "ms", 10**3), (1e17, "us", 10**6), (math.inf, "ns", 10**9))
@@ -330,29 +331,55 @@ def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> tuple[lis
                 continue
             found = ", ".join(frame.columns) or "none"
             raise BarFileError(path, f"missing column {name!r}; found columns {found}")
-        columns[name] = list(frame[column].to_numpy())
+        values = frame[column].to_numpy()
+        # Python floats and ints from float64 / int64 / text; other widths (float32) stay
+        # numpy scalars, read at their own width by `_number_text`.
+        wide = values.dtype in (np.float64, np.int64, object)
+        columns[name] = values.tolist() if wide else list(values)
     times = _times(path, *_time_column(path, frame, index))
-    zero = Decimal(0)
-    volumes = columns.get("volume")
     rounding = _Rounding()
+    opens, highs, lows, closes = (
+        _decimals(path, name, columns[name], rounding) for name in PRICE_COLUMNS
+    )
+    volumes = columns.get("volume")
+    if volumes is None:
+        volumes = [Decimal(0)] * len(times)
+    else:
+        volumes = _decimals(path, "volume", volumes, rounding, zero_ok=True)
     rows: list[_Row] = []
-    for i, moment in enumerate(times):
-        row = i + 1
-        open_, high, low, close = (
-            _price(path, row, name, columns[name][i], rounding) for name in PRICE_COLUMNS
-        )
-        volume = (
-            zero
-            if volumes is None
-            else _price(path, row, "volume", volumes[i], rounding, zero_ok=True)
-        )
-        if high < low:
-            raise BarFileError(path, f"high {high} is below low {low}", row)
-        for name, value in (("open", open_), ("close", close)):
-            if not low <= value <= high:
-                raise BarFileError(path, f"{name} {value} is outside [low {low}, high {high}]", row)
-        rows.append((row, moment, open_, high, low, close, volume))
+    for i, (moment, open_, high, low, close, volume) in enumerate(
+        zip(times, opens, highs, lows, closes, volumes, strict=True)
+    ):
+        if not (low <= open_ <= high and low <= close <= high):
+            row = i + 1
+            if high < low:
+                raise BarFileError(path, f"high {high} is below low {low}", row)
+            name, value = ("open", open_) if not low <= open_ <= high else ("close", close)
+            raise BarFileError(path, f"{name} {value} is outside [low {low}, high {high}]", row)
+        rows.append((i + 1, moment, open_, high, low, close, volume))
     return rows, rounding
+
+
+def _decimals(
+    path: Path, field: str, cells: list[object], rounding: _Rounding, *, zero_ok: bool = False
+) -> list[Decimal]:
+    """A column's cells as `_price` reads each, without its full check for the cells that
+    are plain numbers that fit (at most 12 digits before the point and 8 after, no sign or
+    exponent): a bar file is read at a few microseconds a bar, not tens. Any other cell
+    (text with a sign or an exponent, more decimals, not a number) goes through `_price`,
+    which rounds it or names its row and column."""
+    column: list[Decimal] = []
+    append, plain, zero = column.append, _PLAIN.fullmatch, Decimal(0)
+    for i, cell in enumerate(cells):
+        kind = type(cell)
+        text = cell if kind is str else repr(cell) if kind is float or kind is int else None
+        if text is not None and plain(text):
+            number = Decimal(text)
+            if number > zero or (zero_ok and number == zero):
+                append(number)
+                continue
+        append(_price(path, i + 1, field, cell, rounding, zero_ok=zero_ok))
+    return column
 
 
 def _price(

@@ -156,6 +156,16 @@ class PostgresStrategyTables:
         ).fetchone()
         return row is not None
 
+    def add_many(self, signals: Sequence[Signal]) -> None:
+        if not signals:
+            return
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO signals ({_SIGNAL_COLUMNS}) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (signal_id) DO NOTHING",
+                [_signal_row(signal) for signal in signals],
+            )
+
     def get(self, signal_id: str) -> Signal | None:
         row = self.conn.execute(
             f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE signal_id = %s", (signal_id,)
@@ -218,20 +228,19 @@ class SqliteStrategyTables:
         return [_bar_from_row(row) for row in reversed(rows)]
 
     def add(self, signal: Signal) -> bool:
-        row = tuple(
-            str(v)
-            if isinstance(v, Decimal)
-            else v.isoformat(sep=" ")
-            if isinstance(v, datetime)
-            else v
-            for v in _signal_row(signal)
-        )
-        cursor = self.conn.execute(
-            f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT (signal_id) DO NOTHING",
-            row,
-        )
+        cursor = self.conn.execute(_SQLITE_ADD_SIGNAL, _sqlite_signal_row(signal))
         return cursor.rowcount == 1
+
+    def add_many(self, signals: Sequence[Signal]) -> None:
+        if not signals:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(_SQLITE_ADD_SIGNAL, [_sqlite_signal_row(s) for s in signals])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def get(self, signal_id: str) -> Signal | None:
         row = self.conn.execute(
@@ -241,3 +250,16 @@ class SqliteStrategyTables:
 
     def close(self) -> None:
         self.conn.close()
+
+
+_SQLITE_ADD_SIGNAL = (
+    f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (signal_id) DO NOTHING"
+)
+
+
+def _sqlite_signal_row(signal: Signal) -> tuple[Any, ...]:
+    return tuple(
+        str(v) if isinstance(v, Decimal) else v.isoformat(sep=" ") if isinstance(v, datetime) else v
+        for v in _signal_row(signal)
+    )
