@@ -1,28 +1,39 @@
-"""Benchmark (not a test): bars per second of `trading-engine backtest`'s engine on 200,000
-one-minute bars with the 10/20 moving-average cross (close and reverse), next to
-backtesting.py and backtrader running the same strategy on the same bars in the same run.
-The number of trades must agree, or the comparison is void and the script says so.
+"""Benchmark (not a test): `trading-engine backtest` as a user runs it, next to backtesting.py
+and backtrader running the same strategy on the same CSV file, each as a whole process
+(start-up, imports, reading the file, the run, writing its results), in the same run.
 
-No commission (on a random walk, thousands of round trips at 0.2 % would spend the account
-to nothing, and then the engines differ only in how they refuse). The bars are a seeded
-random walk (no file to ship). Our run uses the embedded default (a
-SQLite event store and tables in a temporary folder) unless `--database memory://`.
+The strategy: the 10/20 moving-average cross, closing and reversing on each cross, all-in
+sizing, no commission (on a random walk, thousands of round trips at 0.2 % would spend the
+account to nothing, and then the engines differ only in how they refuse). The bars are a
+seeded random walk of one-minute bars written to one CSV file that all three read. The
+number of trades must agree, or the comparison is void and the script says so.
+
+For each engine: wall time, CPU time and peak memory (RSS) of its process, bars per second
+of wall time, and the ratios against backtesting.py. Ours writes metrics.json, trades.csv,
+equity.csv and its event log (SQLite, hash-chained) but not report.html (`--no-report`), as
+backtesting.py is timed without `plot()`; `--report` times both with their HTML report.
 
   .venv/bin/python bench/backtest_speed.py --bars 200000
+  .venv/bin/python bench/backtest_speed.py --scaling 10000,100000,1000000 --only trading-engine
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
-import warnings
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ENGINE = Path(sys.executable).with_name("trading-engine")
 
 
 def random_walk(bars: int, seed: int = 42) -> pd.DataFrame:
@@ -40,110 +51,197 @@ def random_walk(bars: int, seed: int = 42) -> pd.DataFrame:
     )
 
 
-def run_backtesting_py(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, int]:
-    from backtesting import Backtest, Strategy
-    from backtesting.lib import crossover
-    from backtesting.test import SMA
+BACKTESTING_PY = """
+import sys, warnings
+import pandas as pd
+from backtesting import Backtest, Strategy
+from backtesting.lib import crossover
+from backtesting.test import SMA
 
-    class SmaCross(Strategy):
-        def init(self) -> None:
-            self.ma1 = self.I(SMA, self.data.Close, fast)
-            self.ma2 = self.I(SMA, self.data.Close, slow)
+path, fast, slow, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
-        def next(self) -> None:
-            if crossover(self.ma1, self.ma2):
-                self.position.close()
-                self.buy()
-            elif crossover(self.ma2, self.ma1):
-                self.position.close()
-                self.sell()
+class SmaCross(Strategy):
+    def init(self):
+        self.ma1 = self.I(SMA, self.data.Close, fast)
+        self.ma2 = self.I(SMA, self.data.Close, slow)
 
-    data = frame.tz_localize(None)
+    def next(self):
+        if crossover(self.ma1, self.ma2):
+            self.position.close()
+            self.buy()
+        elif crossover(self.ma2, self.ma1):
+            self.position.close()
+            self.sell()
+
+data = pd.read_csv(path, index_col=0, parse_dates=True).tz_localize(None)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    bt = Backtest(data, SmaCross, cash=10**9, commission=0.0)
+    stats = bt.run()
+    stats._trades.to_csv(path + ".bt_trades.csv")
+    if report != "-":
+        bt.plot(filename=report, open_browser=False)
+print(int(stats["# Trades"]))
+"""
+
+BACKTRADER = """
+import sys
+import pandas as pd
+import backtrader as bt
+
+path, fast, slow = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+class SmaCross(bt.Strategy):
+    def __init__(self):
+        self.cross = bt.ind.CrossOver(bt.ind.SMA(period=fast), bt.ind.SMA(period=slow))
+
+    def next(self):
+        if self.cross > 0:
+            self.order_target_size(target=1)
+        elif self.cross < 0:
+            self.order_target_size(target=-1)
+
+data = pd.read_csv(path, index_col=0, parse_dates=True).tz_localize(None)
+cerebro = bt.Cerebro(stdstats=False)
+cerebro.adddata(bt.feeds.PandasData(dataname=data))
+cerebro.addstrategy(SmaCross)
+cerebro.broker.setcash(10**12)
+cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+result = cerebro.run()[0]
+print(int(result.analyzers.trades.get_analysis().get("total", {}).get("closed", 0)))
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    engine: str
+    wall: float
+    cpu: float
+    peak_mb: float
+    trades: int
+
+
+def timed(engine: str, argv: list[str], trades_of: callable) -> Run:  # type: ignore[valid-type]
+    """One whole process: wall time around it, its CPU time and peak RSS from wait4."""
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = Backtest(data, SmaCross, cash=10**9, commission=0.0).run()
-    return time.perf_counter() - started, int(stats["# Trades"])
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    out = process.stdout.read().decode() if process.stdout else ""
+    err = process.stderr.read().decode() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{engine} failed ({status}):\n{out[-2000:]}\n{err[-4000:]}")
+    return Run(
+        engine,
+        wall,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,  # KiB on Linux
+        trades_of(out),
+    )
 
 
-def run_backtrader(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, int]:
-    import backtrader as bt
-
-    class SmaCross(bt.Strategy):
-        def __init__(self) -> None:
-            self.cross = bt.ind.CrossOver(bt.ind.SMA(period=fast), bt.ind.SMA(period=slow))
-
-        def next(self) -> None:
-            if self.cross > 0:
-                self.order_target_size(target=1)
-            elif self.cross < 0:
-                self.order_target_size(target=-1)
-
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(bt.feeds.PandasData(dataname=frame.tz_localize(None)))
-    cerebro.addstrategy(SmaCross)
-    cerebro.broker.setcash(10**12)
-    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
-    started = time.perf_counter()
-    result = cerebro.run()[0]
-    elapsed = time.perf_counter() - started
-    closed = result.analyzers.trades.get_analysis().get("total", {}).get("closed", 0)
-    return elapsed, int(closed)
+def run_backtesting_py(csv: Path, fast: int, slow: int, report: Path | None) -> Run:
+    argv = [sys.executable, "-c", BACKTESTING_PY, str(csv), str(fast), str(slow)]
+    argv.append(str(report) if report else "-")
+    return timed("backtesting.py", argv, lambda out: int(out.split()[-1]))
 
 
-def run_ours(frame: pd.DataFrame, fast: int, slow: int, database: str | None) -> tuple[float, int]:
-    from app.bootstrap import BacktestOptions, bar_backtest, read_bar_files
-    from app.config import load_settings
+def run_backtrader(csv: Path, fast: int, slow: int) -> Run:
+    argv = [sys.executable, "-c", BACKTRADER, str(csv), str(fast), str(slow)]
+    return timed("backtrader", argv, lambda out: int(out.split()[-1]))
 
+
+def run_ours(csv: Path, fast: int, slow: int, out: Path, report: bool) -> Run:
+    argv = [
+        str(ENGINE),
+        "backtest",
+        "--data",
+        str(csv),
+        "--param",
+        f"fast_window={fast}",
+        "--param",
+        f"slow_window={slow}",
+        "--cash",
+        str(10**9),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--report" if report else "--no-report",
+    ]
+    return timed(
+        "trading-engine",
+        argv,
+        lambda _: json.loads((out / "metrics.json").read_text())["trades"],
+    )
+
+
+def compare(bars: int, engines: list[str], fast: int, slow: int, report: bool) -> list[Run]:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "BTC.parquet"
-        frame.to_parquet(path)
-        bars = read_bar_files([path])
-        settings = load_settings(
-            DATABASE_URL=database or f"sqlite:///{folder}/events.sqlite3",
-            STRATEGY_NAME="moving_average_cross",
-            MAX_POSITION_SIZE=Decimal(10) ** 11,
-            MAX_DRAWDOWN_PCT=Decimal(100),
-            MAX_CONSECUTIVE_LOSSES=10**9,
+        csv = Path(folder) / "BTC_JPY.csv"
+        random_walk(bars).to_csv(csv)
+        runs = []
+        for engine in engines:
+            if engine == "backtesting.py":
+                html = Path(folder) / "bt.html" if report else None
+                runs.append(run_backtesting_py(csv, fast, slow, html))
+            elif engine == "backtrader":
+                runs.append(run_backtrader(csv, fast, slow))
+            else:
+                runs.append(run_ours(csv, fast, slow, Path(folder) / "run", report))
+    return runs
+
+
+def print_runs(bars: int, runs: list[Run]) -> None:
+    print(f"\n{bars:,} one-minute bars, whole processes (start-up, CSV, run, results)")
+    for r in runs:
+        print(
+            f"{r.engine:>15}: wall {r.wall:7.2f} s  cpu {r.cpu:7.2f} s  peak {r.peak_mb:7.0f} MB"
+            f"  {bars / r.wall:>9,.0f} bars/s  {r.trades} trades"
         )
-        options = BacktestOptions(
-            cash=Decimal(10**9),
-            strategy_overrides={"fast_window": fast, "slow_window": slow},
+    ours = next((r for r in runs if r.engine == "trading-engine"), None)
+    if ours is None:
+        return
+    for other in runs:
+        if other is ours:
+            continue
+        agree = "trades agree" if other.trades == ours.trades else "TRADES DIFFER"
+        print(
+            f"trading-engine vs {other.engine}: speed {other.wall / ours.wall:.3f} "
+            f"(its wall / ours; >= 1 is as fast), memory {ours.peak_mb / other.peak_mb:.2f}x "
+            f"({agree}: {other.trades} vs {ours.trades})"
         )
-        runner, close = bar_backtest(settings, bars, options)
-        try:
-            started = time.perf_counter()
-            result = runner.run()
-            elapsed = time.perf_counter() - started
-        finally:
-            close()
-    return elapsed, len(result.trades)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.ERROR)  # refusals are logged as warnings: not here
     parser = argparse.ArgumentParser()
     parser.add_argument("--bars", type=int, default=200_000)
     parser.add_argument("--fast", type=int, default=10)
     parser.add_argument("--slow", type=int, default=20)
-    parser.add_argument("--database", default=None, help="default: a temporary SQLite file")
+    parser.add_argument(
+        "--only",
+        default="backtesting.py,backtrader,trading-engine",
+        help="engines, comma-separated",
+    )
+    parser.add_argument("--report", action="store_true", help="time the HTML reports too")
+    parser.add_argument(
+        "--scaling",
+        default=None,
+        help="bar counts, e.g. 10000,100000,1000000: bars/s at each (per-bar cost flat?)",
+    )
     args = parser.parse_args()
-    frame = random_walk(args.bars)
-    results = {
-        "backtesting.py": run_backtesting_py(frame, args.fast, args.slow),
-        "backtrader": run_backtrader(frame, args.fast, args.slow),
-        "trading-engine": run_ours(frame, args.fast, args.slow, args.database),
-    }
-    print(f"{args.bars:,} one-minute bars, SMA {args.fast}/{args.slow} cross, close and reverse")
-    for name, (seconds, trades) in results.items():
-        print(
-            f"{name:>15}: {seconds:8.1f} s  {args.bars / seconds:>10,.0f} bars/s  {trades} trades"
-        )
-    ours = results["trading-engine"]
-    for name in ("backtesting.py", "backtrader"):
-        seconds, trades = results[name]
-        agree = "trades agree" if trades == ours[1] else f"TRADES DIFFER ({trades} vs {ours[1]})"
-        print(f"ratio trading-engine / {name}: {seconds / ours[0]:.3f} ({agree})")
+    engines = args.only.split(",")
+    sizes = [int(n) for n in args.scaling.split(",")] if args.scaling else [args.bars]
+    per_bar: dict[str, list[tuple[int, float]]] = {}
+    for bars in sizes:
+        runs = compare(bars, engines, args.fast, args.slow, args.report)
+        print_runs(bars, runs)
+        for r in runs:
+            per_bar.setdefault(r.engine, []).append((bars, r.cpu / bars * 1e6))
+    if len(sizes) > 1:
+        print("\nCPU microseconds per bar (whole process) by run length:")
+        for engine, points in per_bar.items():
+            cells = "  ".join(f"{bars:>9,}: {us:6.1f}" for bars, us in points)
+            print(f"{engine:>15}: {cells}  (last/first {points[-1][1] / points[0][1]:.2f})")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ TRADES_HEADER = (
 EQUITY_HEADER = ("timestamp", "equity", "drawdown_pct", "exposed")
 
 
-def write_outputs(result: BacktestResult, metrics: dict, out_dir: Path) -> dict[str, Path]:
-    """Write the four output files into ``out_dir`` (created if missing); name → path."""
+def write_outputs(
+    result: BacktestResult, metrics: dict, out_dir: Path, *, report: bool = True
+) -> dict[str, Path]:
+    """Write the four output files into ``out_dir`` (created if missing), or the three
+    without report.html (`report=False`: a run for its numbers); name → path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Looked up at call time (not bound here) so each writer can be replaced in tests.
@@ -58,6 +61,8 @@ def write_outputs(result: BacktestResult, metrics: dict, out_dir: Path) -> dict[
     }
     written: dict[str, Path] = {}
     for name in OUTPUT_NAMES:
+        if name == "report.html" and not report:
+            continue
         path = out_dir / name
         _atomic_write(path, writers[name], binary=name.endswith(".json"))
         written[name] = path

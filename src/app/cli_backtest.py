@@ -8,23 +8,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from app.backtest_report import OUTPUT_NAMES, write_outputs
-from app.backtest_results import ANNUALISE_MIN_DAYS, compute_metrics
-from app.bootstrap import (
-    BacktestOptions,
-    bar_backtest,
-    new_backtest_venue,
-    read_bar_files,
-    read_trade_file,
-    synthetic_bar_set,
-    trade_backtest,
-)
 from app.cli_options import (
     RUN_STORE,
     CashOption,
@@ -43,10 +29,8 @@ from app.cli_options import (
     VolumeParticipationOption,
     warn,
 )
-from app.config import ConfigError, load_settings
-from domain.errors import DomainError
-from domain.values import Timeframe
 
+# The engine's modules are imported by the command: `--help` (and `sweep`) loads none.
 console = Console()
 errors = Console(stderr=True)
 
@@ -135,6 +119,13 @@ def backtest(
         bool,
         typer.Option("--overwrite", help="Replace the run already in --out (a fresh event log)."),
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report",
+            help="Write report.html (the chart); --no-report for the numbers only.",
+        ),
+    ] = True,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -146,6 +137,25 @@ def backtest(
 ) -> None:
     """Run the strategy and execution loops over past bars on the simulated exchange, then
     write metrics.json, trades.csv, equity.csv and report.html to --out."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from app.backtest_report import write_outputs
+    from app.backtest_results import ANNUALISE_MIN_DAYS, compute_metrics
+    from app.bootstrap import (
+        BacktestOptions,
+        bar_backtest,
+        new_backtest_venue,
+        read_bar_files,
+        read_trade_file,
+        synthetic_bar_set,
+        trade_backtest,
+    )
+    from app.config import ConfigError, load_settings
+    from domain.errors import DomainError
+    from domain.values import Timeframe
+
     if sum((bool(data), bool(trades), bool(synthetic))) != 1:
         raise _fail("give one of --data FILE (bars), --trades FILE (GMO trades), --synthetic N")
     if fill_rule != "next_open":
@@ -220,7 +230,7 @@ def backtest(
     finally:
         close()
     metrics = compute_metrics(result)
-    files = write_outputs(result, metrics, out)
+    files = write_outputs(result, metrics, out, report=report)
     table = Table(
         title=f"{strategy} {orjson.dumps(result.parameters['strategy_parameters']).decode()}"
     )
@@ -248,7 +258,8 @@ def backtest(
         )
     _say_open_trades(result.open_trades)
     console.print(f"event log: {url}", highlight=False)
-    console.print(f"report: {files['report.html']}", highlight=False)
+    if report:
+        console.print(f"report: {files['report.html']}", highlight=False)
     if database_url is None:
         _say_next_commands(out)
 
@@ -256,6 +267,8 @@ def backtest(
 def _claim(out: Path, overwrite: bool) -> None:
     """Make `out` the folder of this run only: a run already there is refused, or with
     --overwrite removed first (its event log too: a fresh store, not a second run in it)."""
+    from app.backtest_report import OUTPUT_NAMES
+
     held = [out / name for name in (RUN_STORE, *OUTPUT_NAMES) if (out / name).exists()]
     if held and not overwrite:
         raise _fail(

@@ -153,3 +153,21 @@ def test_a_week_is_not_annualised(runner: CliRunner) -> None:
     figures = metrics_of("y")
     assert figures["annualised"] is True
     assert -100 < figures["return_ann_pct"] < 1000  # a year of a market, not 27 digits
+
+
+def test_a_run_for_its_numbers_only_writes_no_report(runner: CliRunner) -> None:
+    """`--no-report` (a sweep of one, a benchmark): the same numbers, no chart to render."""
+    EURUSD.to_csv("EURUSD.csv")
+    full = invoke(runner, "backtest", "--data", "EURUSD.csv", *EUR_RUN, "--out", "full")
+    bare = invoke(
+        runner, "backtest", "--data", "EURUSD.csv", *EUR_RUN, "--out", "bare", "--no-report"
+    )
+    assert full.exit_code == bare.exit_code == 0, bare.output
+    assert (Path("full") / "report.html").exists()
+    assert not (Path("bare") / "report.html").exists()
+    assert "report:" not in bare.output
+    numbers = [
+        {k: v for k, v in metrics_of(run).items() if k != "parameters"} for run in ("bare", "full")
+    ]
+    assert numbers[0] == numbers[1]  # (each run is its own venue and store: parameters differ)
+    assert rows_of("bare/trades.csv") == rows_of("full/trades.csv")
