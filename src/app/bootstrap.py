@@ -16,44 +16,26 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import eventsourcing.persistence
-import psycopg
-import redis
 
-from adapters.brokers.ccxt_broker import CcxtBroker
-from adapters.brokers.gmo import GmoBroker
 from adapters.brokers.simulated import SimulatedExchange
 from adapters.clocks.manual import ManualClock
 from adapters.clocks.system import SystemClock
 from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.log_copy import append_log
 from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.postgres import postgres_event_store
 from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.http.health_server import HealthServer
-from adapters.logs.db_log import DatabaseLogHandler, postgres_log_handler, sqlite_log_handler
 from adapters.logs.json_lines import JsonLinesFormatter, RedactingTextFormatter
 from adapters.logs.redaction import Redactor, url_passwords
-from adapters.marketdata.bar_files import read_bars
 from adapters.marketdata.gmo_messages import entry_fields
 from adapters.marketdata.in_process import InProcessLog, InProcessSource
-from adapters.marketdata.redis_streams import RedisStreamsSource
-from adapters.marketdata.stream_writer import publish_trades
 from adapters.marketdata.synthetic import synthetic_trades
 from adapters.marketdata.synthetic_bars import synthetic_bars
 from adapters.marketdata.trade_files import read_gmo_trades
-from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
 from adapters.projections.sqlite import sqlite_projection_store
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from adapters.signals.redis_bus import (
-    EXECUTION_GROUP,
-    RedisSignalPublisher,
-    RedisSignalSubscriber,
-    signal_stream,
-)
 from adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
 from adapters.sql.migrations import migrate_postgres, migrate_sqlite
 from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
@@ -100,6 +82,15 @@ from ports.health import MetricsSource, Sample
 from ports.projections import LogWatcher, ProjectionStore
 from ports.signal_bus import SignalSubscriber
 
+# The exchange clients, Redis, what only PostgreSQL uses, the health endpoint and the bar
+# file reader (pandas) are imported by the functions that use them: a command loads what
+# it uses, and `backtest`, `export` or `audit` no exchange client and no Redis (issue 16).
+if TYPE_CHECKING:
+    import redis
+
+    from adapters.http.health_server import HealthServer
+    from adapters.logs.db_log import DatabaseLogHandler
+
 
 def open_event_store(database_url: str) -> EventSourcedStore:
     scheme = urlsplit(database_url).scheme
@@ -108,6 +99,8 @@ def open_event_store(database_url: str) -> EventSourcedStore:
     if scheme == "sqlite":
         return sqlite_event_store(sqlite_path(database_url))
     if scheme in ("postgresql", "postgres"):
+        from adapters.eventstore.postgres import postgres_event_store
+
         return postgres_event_store(database_url)
     raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r}")
 
@@ -185,6 +178,8 @@ def projections(database_url: str, batch_size: int = 1000) -> ProjectionWiring:
     if scheme == "sqlite":
         store = sqlite_projection_store(sqlite_path(database_url))
     else:
+        from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
+
         store = postgres_projection_store(database_url)
         watcher = PostgresLogWatcher(database_url)
     runners = [ProjectionRunner(p, log, store, batch_size=batch_size) for p in all_projections(log)]
@@ -257,6 +252,11 @@ def _reclaim_idle_ms(settings: Settings) -> int:
 
 def live_strategy_loop(settings: Settings, clock: Clock | None = None) -> tuple[StrategyLoop, Any]:
     """Redis Streams in, Redis signal stream out, bars and signals in `DATABASE_URL`."""
+    import redis
+
+    from adapters.marketdata.redis_streams import RedisStreamsSource
+    from adapters.signals.redis_bus import RedisSignalPublisher
+
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     prefix = settings.STREAM_PREFIX
     source = RedisStreamsSource(
@@ -297,6 +297,8 @@ def simulated_strategy_loop(
 ) -> tuple[StrategyLoop, InProcessLog, Any]:
     """The same loop over the in-process log (no servers): trades go in as `md:trade` entries
     in GMO's format, so they are validated exactly as live entries are."""
+    from adapters.signals.in_process_bus import InProcessSignalPublisher
+
     log = InProcessLog()
     for trade in trades:
         log.append("md:trade", entry_fields(trade))
@@ -344,6 +346,10 @@ def trades_from(file: Path | None, synthetic: int | None, seed: int, start: date
 
 
 def publish_to_redis(settings: Settings, trades: Iterable[Trade], speed: float, progress) -> int:
+    import redis
+
+    from adapters.marketdata.stream_writer import publish_trades
+
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     try:
         return publish_trades(
@@ -366,7 +372,11 @@ def open_broker(settings: Settings) -> Broker:
     if not key or not secret:
         raise ConfigError("execution needs API_KEY and API_SECRET for " + settings.EXCHANGE_NAME)
     if settings.EXCHANGE_NAME == "gmo":
+        from adapters.brokers.gmo import GmoBroker
+
         return GmoBroker(settings.REST_BASE_URL, key, secret, timeout=settings.REST_TIMEOUT_SECONDS)
+    from adapters.brokers.ccxt_broker import CcxtBroker
+
     try:
         return CcxtBroker(
             settings.EXCHANGE_NAME,
@@ -480,6 +490,10 @@ def execution_loop(
 
 def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
     """`signal:{exchange}` from Redis, orders on the exchange, events in `DATABASE_URL`."""
+    import redis
+
+    from adapters.signals.redis_bus import RedisSignalSubscriber
+
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     subscriber = RedisSignalSubscriber(
         client,
@@ -587,6 +601,8 @@ def _backtest_wiring(
     fill_market_at: str,
     log: InProcessLog | None = None,
 ) -> _BacktestWiring:
+    from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
+
     clock = ManualClock(first)
     # The run is the only writer of its log: it runs on an in-memory store, whose cached
     # aggregates it may use as they are, and its log is appended to the database it names
@@ -839,6 +855,8 @@ def read_bar_files(
 ) -> dict[str, list[OHLCV]]:
     """One bar file per symbol (symbol from the file name unless given; bar length inferred
     unless given), for a backtest. What the reader had to round is told to `warn`."""
+    from adapters.marketdata.bar_files import read_bars
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bars = read_bars(list(paths), exchange=exchange, symbols=symbols, timeframe=timeframe)
@@ -880,6 +898,11 @@ def health_server(
     """The probe and scrape endpoint of `run` (HEALTH_PORT), or None when not asked for."""
     if settings.HEALTH_PORT is None:
         return None
+    import redis
+
+    from adapters.brokers.gmo import GmoBroker
+    from adapters.http.health_server import HealthServer
+
     checks: dict[str, Check] = {}
     if loops is not None:  # a loop waiting out a server that is away is not ready
         checks["loops"] = loops.problem
@@ -985,6 +1008,8 @@ class _GroupState:
 
 def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> list[tuple[str, str]]:
     """(stream, group) of each stream this process reads, named as the loops name them."""
+    from adapters.signals.redis_bus import EXECUTION_GROUP, signal_stream
+
     prefix = settings.STREAM_PREFIX
     streams = [(prefix + s, STRATEGY_GROUP) for s in MARKET_STREAMS] if strategy else []
     if execution:
@@ -995,6 +1020,8 @@ def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> li
 def _group_states(client: redis.Redis, groups: list[tuple[str, str]]) -> list[_GroupState]:
     """XINFO GROUPS of each stream. A stream or group not created yet (nothing published, the
     loop not started) has nothing pending: it is left out, not a failure."""
+    import redis
+
     states = []
     for stream, group in groups:
         try:
@@ -1062,6 +1089,8 @@ def _orders_by_status(database_url: str) -> dict[str, int]:
         finally:
             conn.close()
         return {str(status): int(n) for status, n in rows}
+    import psycopg
+
     url, schema = split_schema(database_url)
     query = psycopg.sql.SQL("SELECT status, COUNT(*) FROM {}.orders GROUP BY status").format(
         psycopg.sql.Identifier(schema)
@@ -1072,6 +1101,8 @@ def _orders_by_status(database_url: str) -> dict[str, int]:
 
 
 def _postgres_answers(database_url: str) -> str | None:
+    import psycopg
+
     url, _ = split_schema(database_url)
     with psycopg.connect(url, connect_timeout=2) as conn:
         conn.execute("SELECT 1")
@@ -1080,21 +1111,34 @@ def _postgres_answers(database_url: str) -> str | None:
 
 # ----- logging and faults of the servers ---------------------------------------------------
 
-# What `run` waits out with backoff instead of stopping: the servers it needs are away for a
-# while (restarted, failed over, network). Anything else is a bug or needs an operator.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    psycopg.OperationalError,
-    eventsourcing.persistence.OperationalError,
-    eventsourcing.persistence.InterfaceError,
-    ConnectionError,
-    # the exchange in maintenance, rate limiting or unreachable while start-up reconciles
-    # (once running, the loop handles these itself: it records refusals, polls again)
-    TradingPaused,
-    RetryLater,
-)
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """What `run` waits out with backoff instead of stopping: the servers it needs are away
+    for a while (restarted, failed over, network). Anything else is a bug or needs an
+    operator. (A function, so that only `run` imports redis and psycopg for it.)"""
+    import psycopg
+    import redis
+
+    return (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.BusyLoadingError,
+        psycopg.OperationalError,
+        eventsourcing.persistence.OperationalError,
+        eventsourcing.persistence.InterfaceError,
+        ConnectionError,
+        # the exchange in maintenance, rate limiting or unreachable while start-up reconciles
+        # (once running, the loop handles these itself: it records refusals, polls again)
+        TradingPaused,
+        RetryLater,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`TRANSIENT_ERRORS`, the tuple of transient_errors(), made when first asked for."""
+    if name == "TRANSIENT_ERRORS":
+        return transient_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -1138,6 +1182,8 @@ def configure_logging(settings: Settings, *, to_database: bool = True) -> LogSet
     database = None
     scheme = urlsplit(settings.DATABASE_URL).scheme
     if to_database and settings.LOG_TO_DATABASE:
+        from adapters.logs.db_log import postgres_log_handler, sqlite_log_handler
+
         if scheme in ("postgresql", "postgres"):
             database = postgres_log_handler(settings.DATABASE_URL, redact)
         elif scheme == "sqlite":

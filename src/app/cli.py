@@ -1,58 +1,30 @@
-"""The `trading-engine` command."""
+"""The `trading-engine` command.
+
+Start-up (issue 16): this module and the command modules import only typer, rich and the
+standard library at their top, which is all `--help` needs; each command imports the engine
+(the composition root, the configuration, the adapters behind them) when it runs, so it
+loads what it uses and no more. tests/unit/test_cli_imports.py keeps it so.
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
-import time
-import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
-import psycopg
 import typer
-from redis.exceptions import RedisError
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from app.audit import AmbiguousOrder, audit_order, order_document, order_trail
-from app.audit_signal import UnknownSignal, audit_signal, signal_document
-from app.audit_view import json_text, print_order_audit, print_signal_audit
-from app.bootstrap import (
-    TRANSIENT_ERRORS,
-    bootstrap,
-    configure_logging,
-    connect_paper_market,
-    health_server,
-    live_execution_loop,
-    live_strategy_loop,
-    projections,
-    publish_to_redis,
-    risk_limits,
-    simulated_strategy_loop,
-    synthetic_start,
-    trades_from,
-    trading_control,
-)
-from app.bootstrap import migrate as bootstrap_migrate
 from app.cli_backtest import backtest
 from app.cli_export import export_cli
 from app.cli_options import DatabaseOption
 from app.cli_projections import projections_cli
 from app.cli_sweep import sweep
 from app.cli_verify import verify_log
-from app.config import ConfigError, load_settings
-from app.demo import order_summary, scripted_lifecycle
-from app.projection_runner import ProjectionFailed, follow_all
-from app.resilience import Backoff, LoopHealth, run_resilient
-from app.service import stop_on_signals
-from domain.errors import UnknownOrder
-from ports.broker import BrokerError
+
+if TYPE_CHECKING:
+    from app.resilience import LoopHealth
 
 SAMPLE_TRADES = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
 
@@ -69,6 +41,8 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _settings(database_url: str | None):
+    from app.config import ConfigError, load_settings
+
     try:
         overrides = {"DATABASE_URL": database_url} if database_url else {}
         return load_settings(**overrides)
@@ -80,6 +54,14 @@ def _settings(database_url: str | None):
 @cli.command()
 def demo(database_url: DatabaseOption = None) -> None:
     """Run a scripted order lifecycle on the event store and print its audit trail."""
+    import uuid
+
+    from rich.table import Table
+
+    from app.audit import order_trail
+    from app.bootstrap import bootstrap
+    from app.demo import order_summary, scripted_lifecycle
+
     settings = _settings(database_url)
     engine = bootstrap(settings.DATABASE_URL)
     try:
@@ -142,6 +124,18 @@ def run() -> None:
     """Run the service: the Strategy module (ENABLE_STRATEGY) and the Execution module
     (ENABLE_EXECUTION), in one process or, with one of them false, separately. Stops on
     SIGTERM/SIGINT after the batch in hand."""
+    import logging
+
+    import orjson
+    import psycopg
+    from redis.exceptions import RedisError
+
+    from app.bootstrap import configure_logging, health_server
+    from app.config import ConfigError
+    from app.resilience import LoopHealth
+    from app.service import stop_on_signals
+    from ports.broker import BrokerError
+
     settings = _settings(None)
     logs = configure_logging(settings)
     log = logging.getLogger("trading_engine")
@@ -186,6 +180,15 @@ def run() -> None:
 def _start(settings, closers: list, loops: LoopHealth, should_stop, log):
     """Migrations, then the loops (each reconciles and recovers its pending entries when it
     starts). A server that is away at start is waited for, as during the run."""
+    from app.bootstrap import (
+        connect_paper_market,
+        live_execution_loop,
+        live_strategy_loop,
+        projections,
+        transient_errors,
+    )
+    from app.bootstrap import migrate as bootstrap_migrate
+    from app.resilience import Backoff, run_resilient
 
     def open_all():
         wiring = strategy = execution = None
@@ -213,7 +216,7 @@ def _start(settings, closers: list, loops: LoopHealth, should_stop, log):
         "start-up",
         open_all,
         reopen,
-        transient=TRANSIENT_ERRORS,
+        transient=transient_errors(),
         should_stop=should_stop,
         health=loops,
         backoff=Backoff(most=settings.RETRY_MAX_BACKOFF_SECONDS),
@@ -228,6 +231,10 @@ def _has_tables(database_url: str) -> bool:
 def _follow_projections(wiring, stop, interval: float, log, report: dict) -> None:
     """Keep the read tables current. A projection stopped by an event it cannot apply does
     not stop trading (risk reads the event log, not the tables): it waits for a fix."""
+    import time
+
+    from app.projection_runner import ProjectionFailed, follow_all
+
     while not stop():
         try:
             follow_all(wiring.runners, stop, wiring.watcher, poll_interval=interval)
@@ -246,10 +253,18 @@ def _run_loops(
     """Both loops in one process: execution in a thread, strategy in this one; an error in
     either stops both (and is raised here), a server away is waited out by each loop.
     Projections follow the log in a thread too."""
+    import threading
+    import time
+
+    from app.bootstrap import transient_errors
+    from app.resilience import Backoff, LoopHealth, run_resilient
+
     failure: list[BaseException] = []
     finished = threading.Event()  # the strategy loop ended: the execution loop ends too
     loops = loops or LoopHealth()
     backoff = Backoff(most=settings.RETRY_MAX_BACKOFF_SECONDS if settings else 30.0)
+
+    transient = transient_errors()
 
     def stop() -> bool:
         return should_stop() or bool(failure) or finished.is_set()
@@ -259,7 +274,7 @@ def _run_loops(
             name,
             run_loop,
             restart,
-            transient=TRANSIENT_ERRORS,
+            transient=transient,
             should_stop=stop,
             health=loops,
             backoff=backoff,
@@ -355,6 +370,8 @@ ReasonArgument = Annotated[str, typer.Option("--reason", help="Why (kept in the 
 
 
 def _control(database_url: str | None, change: str | None, reason: str) -> None:
+    from app.bootstrap import risk_limits, trading_control
+
     settings = _settings(database_url)
     service, close = trading_control(settings)
     try:
@@ -416,6 +433,11 @@ def audit_order_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """Every transition of an order, its causing signal and decision, and its fills."""
+    from app.audit import AmbiguousOrder, audit_order, order_document
+    from app.audit_view import json_text, print_order_audit
+    from app.bootstrap import bootstrap
+    from domain.errors import UnknownOrder
+
     engine = bootstrap(_settings(database_url).DATABASE_URL)
     try:
         found = audit_order(engine.store, order_id)
@@ -436,6 +458,10 @@ def audit_signal_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """What a signal led to: its decision and each order's status and trail."""
+    from app.audit_signal import UnknownSignal, audit_signal, signal_document
+    from app.audit_view import json_text, print_signal_audit
+    from app.bootstrap import bootstrap
+
     engine = bootstrap(_settings(database_url).DATABASE_URL)
     try:
         found = audit_signal(engine.store, signal_id)
@@ -459,6 +485,11 @@ def replay(
     ] = 0.0,
 ) -> None:
     """Publish a trades file or a synthetic market into the md:trade stream of REDIS_URL."""
+    from redis.exceptions import RedisError
+    from rich.progress import Progress
+
+    from app.bootstrap import publish_to_redis, synthetic_start, trades_from
+
     settings = _settings(None)
     if (file is None) == (synthetic is None):
         raise _fail("give exactly one of --file or --synthetic")
@@ -497,6 +528,13 @@ def simulate(
     Without --database-url each run gets its own SQLite file under data/simulations/, even
     when DATABASE_URL is set: its bars and signals never mix with live ones, and a second
     run does not find the first one's bars (to which its trades would be late)."""
+    import uuid
+
+    from rich.table import Table
+
+    from app.bootstrap import simulated_strategy_loop, trades_from
+    from app.config import ConfigError
+
     if database_url is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         database_url = f"sqlite:///data/simulations/sim-{stamp}-{uuid.uuid4().hex[:6]}.sqlite3"
@@ -544,6 +582,8 @@ def simulate(
 @cli.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Apply the SQL migrations (ops/migrations) to the DATABASE_URL database."""
+    from app.bootstrap import migrate as bootstrap_migrate
+
     settings = _settings(database_url)
     applied = bootstrap_migrate(settings.DATABASE_URL)
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
@@ -552,6 +592,8 @@ def migrate(database_url: DatabaseOption = None) -> None:
 @cli.command()
 def config() -> None:
     """Validate the configuration and print it, secrets redacted."""
+    from decimal import Decimal
+
     settings = _settings(None)
     for name, value in settings.model_dump().items():
         shown = "********" if name in ("API_KEY", "API_SECRET") and str(value) else value

@@ -6,23 +6,17 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.bootstrap import open_event_store, projections, sqlite_path
 from app.cli_options import DatabaseOption
-from app.config import ConfigError, load_settings
-from app.export_files import FORMATS as EXPORT_FORMATS
-from app.export_files import write_export
-from app.log_exports import KINDS, ExportFilter
-from app.tax_check import reconcile
-from app.tax_export import FORMATS, no_trades_note, scope, tax_report, write_report
-from domain.errors import InvalidValue
-from domain.tax import Method
+
+# The engine's modules are imported by the commands that use them: `--help` loads none.
+if TYPE_CHECKING:
+    from app.log_exports import ExportFilter
+    from domain.tax import Method
 
 export_cli = typer.Typer(help="Documents exported from the event log.", no_args_is_help=True)
 errors = Console(stderr=True)
@@ -54,6 +48,9 @@ def _year(value: str) -> int:
 
 
 def _method(value: str) -> Method:
+    from domain.errors import InvalidValue
+    from domain.tax import Method
+
     try:
         return Method.parse(value)
     except InvalidValue:
@@ -62,6 +59,9 @@ def _method(value: str) -> Method:
 
 
 def _database_url(database_url: str | None) -> str:
+    from app.bootstrap import sqlite_path
+    from app.config import ConfigError, load_settings
+
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         url = settings.DATABASE_URL
@@ -105,6 +105,13 @@ def tax(
     and in total, the holding carried out; margin (`_JPY`) and short sales: gains on closing.
     Amounts in the file are exact decimals.
     """
+    import psycopg
+
+    from app.bootstrap import open_event_store
+    from app.config import ConfigError
+    from app.log_exports import ExportFilter
+    from app.tax_export import FORMATS, no_trades_note, tax_report, write_report
+
     # Every argument is checked before anything is opened.
     tax_year = _year(year)
     tax_method = _method(method)
@@ -161,6 +168,12 @@ def _reconcile(
 ):
     """Moving-average gains (the engine's own cost method) against the executions export and
     the positions projection, brought up to the log's head first."""
+    from app.bootstrap import projections
+    from app.log_exports import ExportFilter
+    from app.tax_check import reconcile
+    from app.tax_export import tax_report
+    from domain.tax import Method
+
     moving = report
     if report.method is not Method.MOVING_AVERAGE:
         moving = tax_report(
@@ -206,6 +219,8 @@ def _report_check(result) -> None:
 
 def _summary(report, out: Path, exchange: str | None, symbol: str | None) -> None:
     """A short account on the terminal, rounded to the yen (the file is exact)."""
+    from app.tax_export import scope
+
     console = Console(soft_wrap=True)
     console.print(
         f"tax {report.year} ({report.method.value}) for {scope(exchange, symbol)} → {out}",
@@ -252,6 +267,15 @@ def _log_export(
     database_url: str | None,
     include_simulated: bool,
 ) -> None:
+    import psycopg
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.bootstrap import open_event_store
+    from app.config import ConfigError
+    from app.export_files import FORMATS as EXPORT_FORMATS
+    from app.export_files import write_export
+    from app.log_exports import KINDS, ExportFilter
+
     # Everything is checked before anything is opened or written.
     if fmt not in EXPORT_FORMATS:
         raise _fail(f"invalid --format {fmt!r}: expected {'|'.join(EXPORT_FORMATS)}")

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from app.bootstrap import ProjectionWiring, projections
 from app.cli_options import DatabaseOption
-from app.config import ConfigError, load_settings
-from app.projection_runner import ProjectionFailed, follow_all, rebuild
-from app.projections import OrdersProjection, PositionsProjection
-from app.service import stop_on_signals
-from ports.projections import ProjectionStoreError
+
+# The engine's modules are imported by the commands that use them: `--help` loads none.
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from app.bootstrap import ProjectionWiring
 
 projections_cli = typer.Typer(
     help="Read tables derived from the event log: status, run, rebuild.", no_args_is_help=True
 )
 console = Console()
 errors = Console(stderr=True)
-log = logging.getLogger("trading_engine.projections")
 
-MAKERS = {"orders": OrdersProjection, "positions": PositionsProjection}
+NAMES = ("orders", "positions")  # the keys of _makers()
+
+
+def _makers() -> dict:
+    from app.projections import OrdersProjection, PositionsProjection
+
+    return {"orders": OrdersProjection, "positions": PositionsProjection}
 
 
 def _wiring(database_url: str | None) -> ProjectionWiring:
+    from app.bootstrap import projections
+    from app.config import ConfigError, load_settings
+
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         return projections(settings.DATABASE_URL, settings.PROJECTION_BATCH_SIZE)
@@ -39,6 +43,8 @@ def _wiring(database_url: str | None) -> ProjectionWiring:
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -55,6 +61,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Each projection's position in the log, the log's head, the lag and its tables' rows."""
+    import orjson
+    from rich.table import Table
+
     wiring = _wiring(database_url)
     try:
         report = []
@@ -92,6 +101,10 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Catch up to the head, then exit.")] = False,
 ) -> None:
     """Apply new events to the tables: once, or following the log until SIGTERM/SIGINT."""
+    from app.config import load_settings
+    from app.projection_runner import ProjectionFailed, follow_all
+    from app.service import stop_on_signals
+
     wiring = _wiring(database_url)
     try:
         if once:
@@ -127,23 +140,27 @@ def rebuild_command(
 ) -> None:
     """Rebuild projections from the log into fresh tables while the live ones keep serving,
     then swap them in, one transaction per projection."""
-    if name != "all" and name not in MAKERS:
-        errors.print(f"[red]unknown projection {name!r}: choose {', '.join(MAKERS)} or all[/red]")
+    from app.projection_runner import ProjectionFailed, rebuild
+    from ports.projections import ProjectionStoreError
+
+    if name != "all" and name not in NAMES:
+        errors.print(f"[red]unknown projection {name!r}: choose {', '.join(NAMES)} or all[/red]")
         raise typer.Exit(2)
-    chosen = list(MAKERS) if name == "all" else [name]
+    makers = _makers()
+    chosen = list(NAMES) if name == "all" else [name]
     wiring = _wiring(database_url)
     try:
         with _progress() as bar:
             for projection in chosen:
                 task = bar.add_task(f"rebuild {projection}", total=None)
                 at = rebuild(
-                    lambda p=projection: MAKERS[p](wiring.log),
+                    lambda p=projection: makers[p](wiring.log),
                     wiring.log,
                     wiring.store,
                     progress=lambda done, head, t=task: bar.update(t, completed=done, total=head),
                 )
                 bar.update(task, completed=at, total=at)
-        for state in wiring.store.tables([t for p in chosen for t in MAKERS[p].tables]):
+        for state in wiring.store.tables([t for p in chosen for t in makers[p].tables]):
             console.print(f"{state.name}: {state.rows} rows")
     except ProjectionFailed as failed:
         errors.print(f"[red]{failed}[/red] (the live tables are unchanged)")

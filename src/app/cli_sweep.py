@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
-from app.bootstrap import read_bar_files, strategy_factory
 from app.cli_backtest import SHOWN, _fail, _number, parse_params
 from app.cli_options import (
     RUN_STORE,
@@ -36,9 +29,8 @@ from app.cli_options import (
     VolumeParticipationOption,
     warn,
 )
-from app.config import ConfigError
-from app.sweep import SweepJob, backtest_settings, grid, iter_rows, metric_names, rank, run_sweep
 
+# The engine's modules are imported by the command: `--help` loads none.
 console = Console(width=None if sys.stdout.isatty() else 150)  # wide in a CI log too
 errors = Console(stderr=True)
 
@@ -73,6 +65,8 @@ def _shown(value: Any) -> str:
 
 
 def _atomic(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    import tempfile
+
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
@@ -134,6 +128,24 @@ def sweep(
     """Backtest every combination of the --grid values (each point on its own engine, in
     parallel), rank them by --sort, print the best --top and write sweep.csv and sweep.json
     to --out. A point that fails (e.g. fast_window >= slow_window) is reported, not fatal."""
+    import csv
+
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from app.bootstrap import read_bar_files, strategy_factory
+    from app.config import ConfigError
+    from app.sweep import (
+        SweepJob,
+        backtest_settings,
+        grid,
+        iter_rows,
+        metric_names,
+        rank,
+        run_sweep,
+    )
+
     if bool(data) == bool(synthetic):
         raise _fail("give --data FILE (repeatable) or --synthetic N, one of the two")
     if size is not None and fraction is not None:
@@ -272,6 +284,8 @@ def sweep(
 def _rankable(sort: str, results: list[dict]) -> str:
     """`sort`, unless it is an annualised figure that no point has because the data span
     less than a month: then the return (and the reason, said once)."""
+    from app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
+
     ran = [result for result in results if "error" not in result]
     if sort not in ANNUALISED or not ran or any(result.get("annualised") for result in ran):
         return sort

@@ -7,18 +7,15 @@ not match, and the aggregate, version and topic of the event recorded there.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.bootstrap import open_event_store
 from app.cli_options import DatabaseOption
-from app.config import ConfigError, load_settings
-from ports.event_store import ChainReport, EventStore
+
+if TYPE_CHECKING:
+    from ports.event_store import ChainReport, EventStore
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -29,6 +26,14 @@ def verify_log(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Recompute the event log's hash chain; name the first event that does not match."""
+    import dataclasses
+
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.bootstrap import open_event_store
+    from app.config import ConfigError, load_settings
+
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         store: EventStore = open_event_store(settings.DATABASE_URL)
