@@ -26,7 +26,10 @@ def log_event(
 ) -> None:
     # Handed to the handlers whatever LOG_LEVEL says about this logger: the database log is
     # the audit trail of decisions, not a debugging aid that a quieter level switches off
-    # (the stdout handler still applies LOG_LEVEL).
+    # (the stdout handler still applies LOG_LEVEL). Not made at all when no handler would
+    # take it (a backtest: its event log is the trail; a record per order was a tenth).
+    if not _heard(logger, level):
+        return
     logger.handle(
         logger.makeRecord(
             logger.name,
@@ -39,6 +42,20 @@ def log_event(
             extra={"event": event, "correlation_id": correlation_id, "fields": fields},
         )
     )
+
+
+def _heard(logger: logging.Logger, level: int) -> bool:
+    """Whether `Logger.callHandlers` would hand a record at `level` to some handler (or,
+    with none on the way to the root, to `logging.lastResort`)."""
+    found = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if level >= handler.level:
+                return True
+        current = current.parent if current.propagate else None
+    return not found and logging.lastResort is not None and level >= logging.lastResort.level
 
 
 def order_event(

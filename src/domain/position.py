@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -39,7 +40,13 @@ POSITION_NAMESPACE = UUID("0c7d2a55-8e41-5f3b-a2d6-93e1b4c8f0a7")
 
 
 def position_id_for(exchange: Exchange | str, symbol: Symbol | str) -> UUID:
-    return uuid5(POSITION_NAMESPACE, f"{Exchange(str(exchange))}:{Symbol(str(symbol))}")
+    return _position_id(str(exchange), str(symbol))
+
+
+@lru_cache(maxsize=1024)
+def _position_id(exchange: str, symbol: str) -> UUID:
+    """(Cached: asked on every fill and every sizing, it checked and hashed each time.)"""
+    return uuid5(POSITION_NAMESPACE, f"{Exchange(exchange)}:{Symbol(symbol)}")
 
 
 class Position(Aggregate):

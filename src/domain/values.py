@@ -312,14 +312,16 @@ def decimal_of(field: str, value: object) -> Decimal:
     # integer digits first: quantizing a 30-digit number would overflow the context
     if number.adjusted() >= INTEGER_DIGITS:
         raise InvalidValue(field, value, f"more than {INTEGER_DIGITS} integer digits")
-    with money_context():
-        finer = exponent < -SCALE and number != number.quantize(Decimal(1).scaleb(-SCALE))
-    if finer:
-        raise InvalidValue(field, value, f"more than {SCALE} decimal places")
     if exponent < -SCALE:  # e.g. 1.500000000 is exact at 8 places: keep it at 8
         with money_context():
-            number = number.quantize(Decimal(1).scaleb(-SCALE))
+            at_scale = number.quantize(_AT_SCALE)
+        if at_scale != number:
+            raise InvalidValue(field, value, f"more than {SCALE} decimal places")
+        number = at_scale
     return number
+
+
+_AT_SCALE = Decimal(1).scaleb(-SCALE)
 
 
 def positive(field: str, value: object) -> Decimal:

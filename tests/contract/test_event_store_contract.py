@@ -126,13 +126,15 @@ class EventStoreContract:
         with pytest.raises(UnknownOrder):
             store.get_order(order_id_for("never saved"))
 
+    @pytest.mark.parametrize("chained", [True, False], ids=["chained", "unchained_source"])
     def test_a_log_appended_from_another_store_is_the_same_log(
-        self, store: EventSourcedStore
+        self, store: EventSourcedStore, chained: bool
     ) -> None:
-        """A backtest runs on an in-memory store and appends its log to the run's database
-        at the end: the same events in the same order, after what was there, chained."""
+        """A backtest runs on an in-memory store (without a chain of its own) and appends its
+        log to the run's database at the end: the same events in the same order, after what
+        was there, chained."""
         store.save(Position.open_book("gmo", "ETH_JPY", at=T0))  # a store already in use
-        source = memory_event_store()
+        source = memory_event_store(chained=chained)
         orders = []
         for n in range(25):
             order = new_order(signal_id=f"s{n}")

@@ -185,17 +185,7 @@ class SqliteStrategyTables:
     def upsert(self, bars: Sequence[OHLCV]) -> None:
         if not bars:
             return
-        rows = [
-            tuple(
-                str(v)
-                if isinstance(v, Decimal)
-                else v.isoformat(sep=" ")
-                if isinstance(v, datetime)
-                else v
-                for v in _bar_row(bar)
-            )
-            for bar in bars
-        ]
+        rows = [_sqlite_bar_row(bar) for bar in bars]
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(
@@ -262,4 +252,19 @@ def _sqlite_signal_row(signal: Signal) -> tuple[Any, ...]:
     return tuple(
         str(v) if isinstance(v, Decimal) else v.isoformat(sep=" ") if isinstance(v, datetime) else v
         for v in _signal_row(signal)
+    )
+
+
+def _sqlite_bar_row(bar: OHLCV) -> tuple[str, ...]:
+    """`_bar_row` as SQLite stores it (text), built directly: a backtest stores every bar."""
+    return (
+        str(bar.exchange),
+        str(bar.symbol),
+        str(bar.timeframe),
+        _utc_naive(bar.timestamp).isoformat(sep=" "),
+        str(bar.open),
+        str(bar.high),
+        str(bar.low),
+        str(bar.close),
+        str(bar.volume),
     )
