@@ -19,9 +19,11 @@ and the default fill rule is "next bar's open", as in backtesting.py.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -44,6 +46,22 @@ from ports.signal_bus import SignalPublisher
 ALL_IN = Decimal(1) - Decimal(sys.float_info.epsilon)
 
 Progress = Callable[[int, int], None]  # (bars done, bars in all)
+
+
+@contextmanager
+def fewer_collections(threshold: int = 50_000) -> Iterator[None]:
+    """A run allocates millions of objects that live to its end (bars, events, Decimals): the
+    cyclic collector's default pace (every 700 allocations) scanned them again and again, a
+    tenth of a run's time. Everything allocated before the run is left out of its scans
+    (`gc.freeze`), and it runs every `threshold` allocations until the run ends."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(threshold, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 class SettableClock(Protocol):
@@ -180,6 +198,10 @@ class BarBacktest:
         self._exchange, self._parameters = exchange, parameters
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
+        with fewer_collections():
+            return self._run(progress)
+
+    def _run(self, progress: Progress | None) -> BacktestResult:
         timeline = sorted(
             (bar for series in self._bars.values() for bar in series), key=lambda b: b.timestamp
         )

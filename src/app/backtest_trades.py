@@ -26,6 +26,7 @@ from app.backtest import (
     Marks,
     Progress,
     SettableClock,
+    fewer_collections,
     mark,
     refresh_positions,
     round_trips,
@@ -66,6 +67,10 @@ class TradeBacktest:
         self._exchange, self._parameters = exchange, parameters
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
+        with fewer_collections():
+            return self._run(progress)
+
+    def _run(self, progress: Progress | None) -> BacktestResult:
         symbols = sorted({str(t.symbol) for t in self._trades})
         positions: dict[str, Position] = {}
         equity: list[EquityPoint] = []

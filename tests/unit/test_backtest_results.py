@@ -537,3 +537,20 @@ def test_interrupted_rewrite_keeps_the_previous_complete_file(
     assert sorted(after) == sorted(before)
     assert after["equity.csv"] == before["equity.csv"]
     assert after["report.html"] == before["report.html"]
+
+
+def test_a_run_leaves_the_collector_as_it_found_it() -> None:
+    """`fewer_collections` paces the cyclic collector for a run's millions of long-lived
+    objects, and puts it back afterwards, also when the run fails."""
+    import gc
+
+    from app.backtest import fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections(threshold=12_345):
+        assert gc.get_threshold()[0] == 12_345
+        assert gc.get_freeze_count() > 0
+    with pytest.raises(RuntimeError), fewer_collections():
+        raise RuntimeError("the run failed")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
