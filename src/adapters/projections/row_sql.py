@@ -68,3 +68,11 @@ def batches(
     for _, run in groupby(changes, key=_shape):
         rows = list(run)
         yield upsert_sql(rows[0], table, placeholder), [parameters(r, convert) for r in rows]
+
+
+def by_table(changes: Iterable[RowChange]) -> dict[str, list[RowChange]]:
+    """The changes grouped by table, tables in the order they first appear."""
+    grouped: dict[str, list[RowChange]] = {}
+    for change in changes:
+        grouped.setdefault(change.table, []).append(change)
+    return grouped

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -22,7 +22,9 @@ import orjson
 from eventsourcing.persistence import PersistenceError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
+from adapters.projections.log_stream import log_pages
 from adapters.projections.row_sql import batches
+from ports.event_store import RecordedEvent
 from ports.projections import PositionMoved, ProjectionStoreError, RowChange, TableState
 
 STAGING = "__staging"
@@ -136,6 +138,36 @@ class SqliteProjectionStore(SQLiteTrackingRecorder):
         except (sqlite3.Error, PersistenceError) as error:
             raise ProjectionStoreError(f"swap of {projection} failed: {error}") from error
         return head
+
+    # ----- a rebuild's bulk load (the runner's BulkLoading) --------------------------------
+
+    def log_pages(
+        self, log: Any, after: int, upto: int, size: int
+    ) -> Iterator[list[RecordedEvent]]:
+        """The log's events after `after` up to `upto`, in pages (log_stream.py)."""
+        return log_pages(log, after, upto, size)
+
+    def begin_load(self, projection: str, tables: Sequence[str]) -> None:
+        """Nothing to do: SQLite checks no foreign keys here (the library leaves them off)."""
+
+    def end_load(self, projection: str, tables: Sequence[str]) -> None:
+        """Nothing to do (see `begin_load`)."""
+
+    def load(
+        self,
+        projection: str,
+        tables: Sequence[str],
+        new: Sequence[RowChange],
+        known: Sequence[RowChange],
+        *,
+        expected: int,
+        position: int,
+    ) -> None:
+        """A rebuild's batch, written as `commit` writes it (SQLite is in-process: an upsert
+        costs little more than an insert), tables in the order of `tables`."""
+        rank = {table: n for n, table in enumerate(tables)}
+        changes = sorted([*new, *known], key=lambda c: rank.get(c.table, len(rank)))
+        self.commit(projection, changes, expected=expected, position=position, staging=True)
 
     def tables(self, names: Sequence[str]) -> list[TableState]:
         with self.datastore.transaction(commit=False) as cursor:
