@@ -338,14 +338,19 @@ def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> tuple[lis
         columns[name] = values.tolist() if wide else list(values)
     times = _times(path, *_time_column(path, frame, index))
     rounding = _Rounding()
+    # One Decimal per distinct text, shared by every cell that holds it: a bar opens where
+    # the last one closed, and prices repeat (the numbers are immutable; a third of a long
+    # run's memory was its bars' Decimals).
+    seen: dict[str, Decimal] = {}
     opens, highs, lows, closes = (
-        _decimals(path, name, columns[name], rounding) for name in PRICE_COLUMNS
+        _decimals(path, name, columns[name], rounding, seen=seen) for name in PRICE_COLUMNS
     )
     volumes = columns.get("volume")
     if volumes is None:
         volumes = [Decimal(0)] * len(times)
     else:
-        volumes = _decimals(path, "volume", volumes, rounding, zero_ok=True)
+        volumes = _decimals(path, "volume", volumes, rounding, zero_ok=True, seen=seen)
+    del seen
     rows: list[_Row] = []
     for i, (moment, open_, high, low, close, volume) in enumerate(
         zip(times, opens, highs, lows, closes, volumes, strict=True)
@@ -361,7 +366,13 @@ def _rows(path: Path, frame: pd.DataFrame, index: pd.Series | None) -> tuple[lis
 
 
 def _decimals(
-    path: Path, field: str, cells: list[object], rounding: _Rounding, *, zero_ok: bool = False
+    path: Path,
+    field: str,
+    cells: list[object],
+    rounding: _Rounding,
+    *,
+    zero_ok: bool = False,
+    seen: dict[str, Decimal] | None = None,
 ) -> list[Decimal]:
     """A column's cells as `_price` reads each, without its full check for the cells that
     are plain numbers that fit (at most 12 digits before the point and 8 after, no sign or
@@ -370,11 +381,14 @@ def _decimals(
     which rounds it or names its row and column."""
     column: list[Decimal] = []
     append, plain, zero = column.append, _PLAIN.fullmatch, Decimal(0)
+    shared = {} if seen is None else seen
     for i, cell in enumerate(cells):
         kind = type(cell)
         text = cell if kind is str else repr(cell) if kind is float or kind is int else None
         if text is not None and plain(text):
-            number = Decimal(text)
+            number = shared.get(text)
+            if number is None:
+                number = shared[text] = Decimal(text)
             if number > zero or (zero_ok and number == zero):
                 append(number)
                 continue
