@@ -129,12 +129,6 @@ def test_backtest_imports_no_exchange_client(backtest_run: tuple[Path, set[str]]
     assert_none(modules, EXCHANGES | {"prometheus_client"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters.sql.{connections,migrations,strategy_tables} import psycopg and "
-    "adapters.signals.in_process_bus imports redis_bus (redis) at their top, for SQLite and "
-    "the in-process bus too; those modules are outside the start-up change",
-)
 def test_backtest_imports_neither_redis_nor_psycopg(backtest_run: tuple[Path, set[str]]) -> None:
     _, modules = backtest_run
     assert_none(modules, {"redis", "psycopg"})

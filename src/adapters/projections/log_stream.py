@@ -17,19 +17,20 @@ cannot decode raises what it raises. A store of another kind is read through `re
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import Notification, find_id_convertor
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import resolve_topic
-from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+
+if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresApplicationRecorder
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from adapters.eventstore.transcoder import OrjsonTranscoder
 from ports.event_store import RecordedEvent
@@ -118,12 +119,25 @@ class FastDecoder:
         return decoded
 
 
-def log_pages(log: Any, after: int, upto: int, size: int) -> Iterator[list[RecordedEvent]]:
-    """The events after position `after` up to `upto`, in pages of `size`, in log order."""
+def _instance(recorder: Any, module: str, name: str) -> bool:
+    """`isinstance` without importing `module` (psycopg, for the PostgreSQL recorder): a
+    recorder of a class never imported cannot be one (a backtest imports no psycopg)."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(recorder, getattr(loaded, name))
+
+
+def log_pages(
+    log: Any, after: int, upto: int, size: int, part: tuple[int, int] | None = None
+) -> Iterator[list[RecordedEvent]]:
+    """The events after position `after` up to `upto`, in pages of `size`, in log order.
+    With `part` (k, n): only the events of aggregates in part k of n (PostgreSQL only), so
+    that n processes can share a rebuild, each with whole aggregates."""
     recorder = getattr(log, "recorder", None)
-    if isinstance(recorder, PostgresApplicationRecorder):
-        rows = _postgres_rows(recorder)
-    elif isinstance(recorder, SQLiteApplicationRecorder):
+    if _instance(recorder, "eventsourcing.postgres", "PostgresApplicationRecorder"):
+        rows = _postgres_rows(recorder, part)
+    elif part is not None:
+        raise ValueError("the log is read in parts on PostgreSQL only")
+    elif _instance(recorder, "eventsourcing.sqlite", "SQLiteApplicationRecorder"):
         rows = _sqlite_rows(recorder)
     else:
         yield from _read_log_pages(log, after, upto, size)
@@ -152,11 +166,24 @@ def _read_log_pages(log: Any, after: int, upto: int, size: int) -> Iterator[list
 # may sort the whole rest of the log for every page instead of walking the index.
 
 
-def _postgres_rows(recorder: PostgresApplicationRecorder) -> Callable[[int, int], list[Row]]:
+def _postgres_rows(
+    recorder: PostgresApplicationRecorder, part: tuple[int, int] | None
+) -> Callable[[int, int], list[Row]]:
+    from psycopg.rows import tuple_row
+    from psycopg.sql import SQL, Identifier, Literal
+
+    # The part of an aggregate: its id's last byte, modulo the parts.
+    where = (
+        SQL("")
+        if part is None
+        else SQL(" AND mod(get_byte(uuid_send(originator_id), 15), {n}) = {k}").format(
+            n=Literal(int(part[1])), k=Literal(int(part[0]))
+        )
+    )
     statement = SQL(
         "SELECT notification_id, originator_id, originator_version, topic, state "
-        "FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-    ).format(table=Identifier(recorder.datastore.schema, recorder.events_table_name))
+        "FROM {table} WHERE notification_id > %s{where} ORDER BY notification_id LIMIT %s"
+    ).format(table=Identifier(recorder.datastore.schema, recorder.events_table_name), where=where)
 
     def rows(after: int, size: int) -> list[Row]:
         with (
@@ -167,6 +194,11 @@ def _postgres_rows(recorder: PostgresApplicationRecorder) -> Callable[[int, int]
             return cursor.fetchall()
 
     return rows
+
+
+def part_of(aggregate_id: UUID, parts: int) -> int:
+    """Which of `parts` parts an aggregate's events are read in (as the query above says)."""
+    return aggregate_id.bytes[15] % parts
 
 
 def _sqlite_rows(recorder: SQLiteApplicationRecorder) -> Callable[[int, int], list[Row]]:

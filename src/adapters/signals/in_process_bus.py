@@ -18,7 +18,7 @@ from adapters.signals.codec import (
     read_signal_entry,
     signal_entry_fields,
 )
-from adapters.signals.redis_bus import EXECUTION_GROUP, dedupe_key, signal_entry, signal_stream
+from adapters.signals.streams import EXECUTION_GROUP, dedupe_key, signal_entry, signal_stream
 from domain.models import Signal
 from domain.values import Exchange
 from ports.market_data import SourceStats

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from adapters.marketdata.in_process import Delivered, StreamGroupReader
+from adapters.marketdata.in_process import StreamGroupReader
 from adapters.marketdata.redis_streams import RedisGroupTransport
 from adapters.signals.codec import (
     MalformedSignal,
@@ -28,12 +28,11 @@ from adapters.signals.codec import (
     read_signal_entry,
     signal_entry_fields,
 )
+from adapters.signals.streams import EXECUTION_GROUP, dedupe_key, signal_entry, signal_stream
 from domain.models import Signal
 from domain.values import Exchange
 from ports.market_data import SourceStats
 from ports.signal_bus import SignalEntry
-
-EXECUTION_GROUP = "trading-engine-execution"
 
 _PUBLISH_ONCE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -43,14 +42,6 @@ redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 return 1
 """
-
-
-def signal_stream(exchange: Exchange | str, stream_prefix: str = "signal:") -> str:
-    return f"{stream_prefix}{Exchange(str(exchange))}"
-
-
-def dedupe_key(stream: str, signal_id: str) -> str:
-    return f"{stream}:published:{signal_id}"
 
 
 class RedisSignalPublisher:
@@ -75,11 +66,6 @@ class RedisSignalPublisher:
             args=[self.dedupe_ttl_s, *(part for pair in fields.items() for part in pair)],
         )
         return int(added) == 1
-
-
-def signal_entry(delivered: Delivered[ReadSignal]) -> SignalEntry:
-    signal, age = delivered.value
-    return SignalEntry(delivered.entry_id, signal, age, delivered.entered_at)
 
 
 class RedisSignalSubscriber:

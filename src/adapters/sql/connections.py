@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:  # psycopg is imported by what connects to PostgreSQL, not by SQLite's users
+    import psycopg
 
 
 def split_schema(database_url: str) -> tuple[str, str]:
@@ -22,6 +23,9 @@ def split_schema(database_url: str) -> tuple[str, str]:
 def connect_postgres(database_url: str, schema: str | None = None) -> psycopg.Connection:
     url, url_schema = split_schema(database_url)
     schema = schema or url_schema
+    import psycopg
+    from psycopg import sql
+
     conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))

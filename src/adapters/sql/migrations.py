@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:  # imported by PostgreSQL's users only
+    import psycopg
 
 _DEFAULT_DIR = Path(__file__).resolve().parents[3] / "ops" / "migrations"
 

@@ -10,10 +10,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import psycopg
+
+if TYPE_CHECKING:  # imported by PostgreSQL's users only
+    import psycopg
 
 from domain.models import OHLCV, Signal
 from domain.values import Exchange, Symbol, Timeframe
