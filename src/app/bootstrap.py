@@ -59,11 +59,12 @@ from app.orders import OrderService
 from app.projection_runner import ProjectionRunner
 from app.projections import all_projections
 from app.resilience import LoopHealth
+from app.sole_writer import SoleWriterStore
 from app.strategy_loop import StrategyFactory, StrategyLoop
 from domain.errors import InvalidValue
 from domain.market import Trade
 from domain.models import OHLCV
-from domain.risk import RiskLimits
+from domain.risk import RiskLimits, TradingControl, control_id_for
 from domain.signal_age import SignalAgeLimit
 from domain.sizing import GMO_RULES, SymbolRules
 from domain.values import (
@@ -76,6 +77,7 @@ from domain.values import (
     paper_venue,
 )
 from ports.broker import Broker, RetryLater, TradingPaused
+from ports.change_watch import ChangeWatch
 from ports.clock import Clock
 from ports.event_store import EventStore
 from ports.health import MetricsSource, Sample
@@ -456,6 +458,12 @@ def execution_loop(
     `poll_interval` overrides ORDER_POLL_INTERVAL_SECONDS (`math.inf`: only explicit polls,
     for a backtest whose driver polls right after showing the exchange the market)."""
     clock = clock or SystemClock()
+    chosen = execution or execution_settings(settings)
+    # The loop is the only writer of its account's orders and positions: they are kept in
+    # memory (a backtest's store, the only writer of everything in it, does so itself), and
+    # its trading control, which an operator may change from another process, is watched.
+    if not getattr(store, "sole_writer", False):
+        store = SoleWriterStore(store)
     monitor = OrderMonitor(
         store,
         broker,
@@ -463,7 +471,6 @@ def execution_loop(
         on_result=lambda symbol, pnl: service.record_result(symbol, pnl),
         not_found_limit=settings.LOST_ORDER_AFTER,
     )
-    chosen = execution or execution_settings(settings)
     service = ExecutionService(
         store,
         broker,
@@ -471,6 +478,7 @@ def execution_loop(
         risk_limits(settings),
         chosen,
         pending_exposure=monitor.pending_exposure,
+        control_watch=_control_watch(store, chosen.exchange),
     )
     return ExecutionLoop(
         service,
@@ -486,6 +494,15 @@ def execution_loop(
         clock=clock,
         **({"monotonic": monotonic} if monotonic else {}),
     )
+
+
+def _control_watch(store: EventStore, exchange: str) -> ChangeWatch | None:
+    """The watch on `exchange`'s trading control in `store` (None: read on every signal)."""
+    if not hasattr(store, "recorder"):
+        return None
+    from adapters.eventstore.change_watch import change_watch
+
+    return change_watch(store, control_id_for(exchange), TradingControl)
 
 
 def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
@@ -514,6 +531,7 @@ def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
         closer = getattr(broker, "close", None)
         if callable(closer):
             closer()
+        loop.close()
         store.close()
         client.close()
 

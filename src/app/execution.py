@@ -1,34 +1,43 @@
 """From a signal to orders at the exchange: decide (risk, sizing), record, then send.
 
 For each signal, in this order:
-1. Its `SignalDecision` is loaded; a signal already decided is not decided again (a signal
-   delivered twice yields one decision and one set of orders).
-2. A signal whose bar closed too long ago on the feed's clock is refused as stale (live and
+1. A signal whose bar closed too long ago on the feed's clock is refused as stale (live and
    paper trading; a backtest runs on its own clock and skips this).
-3. The trading state is brought up to date (a drawdown halt may have rolled out of its window).
-4. The orders are planned from the current position (sizing) and checked against the limits.
+2. The trading state is brought up to date (a drawdown halt may have rolled out of its window).
+3. The orders are planned from the current position (sizing) and checked against the limits.
    A refusal is recorded with its reason; nothing is silently dropped.
-5. The decision and its orders are saved in one transaction, *before* anything is sent: after
+4. The decision and its orders are saved in one transaction, *before* anything is sent: after
    a crash, the store says which orders were meant to exist, and reconciliation finds out
-   whether each reached the exchange. An order is never sent twice.
-6. Each order is sent once; the exchange's answer (its id, or a refusal with code and message)
+   whether each reached the exchange. An order is never sent twice. The decision's id derives
+   from the signal's, so a signal delivered twice meets its first decision right there: the
+   save is refused (the decision exists at version 1) and the signal is a duplicate.
+5. Each order is sent once; the exchange's answer (its id, or a refusal with code and message)
    is recorded on the order.
+
+Between a signal's arrival and its order request there is no database read and one write
+(step 4), when the service runs in the execution loop: the loop's store keeps the account's
+positions in memory (app/sole_writer.py), and the trading control is kept here and read again
+only when its watch says another process changed it (an operator's `risk halt`, see
+ports/change_watch.py). Without a watch (the `risk` commands) it is read on every use.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
 from app.log_events import log_event, order_event
+from app.sole_writer import SoleWriterStore
+from domain.errors import DuplicateOrder
 from domain.models import Signal
 from domain.order import Order
 from domain.risk import RiskLimits, TradingControl, control_id_for, refusal_for
 from domain.signal_age import SignalAgeLimit
-from domain.signal_decision import SignalDecision, decision_id_for
+from domain.signal_decision import SignalDecision
 from domain.sizing import PlannedOrder, SizingRefused, SymbolRules, plan_orders
 from domain.values import ZERO, Exchange, OrderType
 from ports.broker import (
@@ -39,10 +48,14 @@ from ports.broker import (
     OrderRequest,
     PlacementUnknown,
 )
+from ports.change_watch import ChangeWatch
 from ports.clock import Clock
 from ports.event_store import ConcurrencyConflict, EventStore
 
 log = logging.getLogger(__name__)
+# Saves of a decision refused because the trading control changed under it (an operator's
+# halt saved in between): each time the decision is made again on the new state.
+DECISION_ATTEMPTS = 3
 
 
 # How big a new position is: (signal, current signed quantity) -> size. None: `order_size`.
@@ -77,21 +90,70 @@ class ExecutionService:
         limits: RiskLimits,
         settings: ExecutionSettings,
         pending_exposure: Callable[[str], Decimal] | None = None,
+        control_watch: ChangeWatch | None = None,
     ) -> None:
         self._store, self._broker, self._clock = store, broker, clock
         self._limits, self._settings = limits, settings
-        # Live orders' unfilled size per symbol (the order monitor knows it): decisions count
-        # it as position, or a burst of signals would act on fills not yet recorded.
+        # Live orders' unfilled size per symbol (the order monitor knows it), for a store that
+        # does not keep it itself (a SoleWriterStore does, consistent with its positions).
         self._pending_exposure = pending_exposure or (lambda symbol: ZERO)
+        self._watch = control_watch
+        self._control_id = control_id_for(settings.exchange)
+        self._control: TradingControl | None = None  # kept between signals with a watch
+        # The control is changed by signals and by results the order monitor reports: one
+        # at a time, whichever thread they come from.
+        self._lock = threading.RLock()
 
     # ----- the trading state ----------------------------------------------------------------
 
     def control(self) -> TradingControl:
-        found = self._store.find(control_id_for(self._settings.exchange))
+        """The trading state of this account. With a watch, the one kept in memory, read
+        again only when another writer changed it; without, read from the store."""
+        with self._lock:
+            control = self._control
+            changed = self._watch is None or self._watch.changed_since(
+                0 if control is None else control.version
+            )
+            if control is None or changed:
+                control = self._control = self._load_control()
+            return control
+
+    def refresh_control(self) -> None:
+        """Read the trading state again (the execution loop does so at each order poll: what
+        a watch could miss is then at most one poll interval old). Off the signal path."""
+        with self._lock:
+            if self._watch is not None:
+                self._watch.changed_since(0)  # take what it has, so it does not ask again
+            self._control = self._load_control()
+
+    def reset_state(self) -> None:
+        """Forget what is kept in memory (the trading state, the positions) and read it
+        again from the store: at start, and after a restart once a server was away."""
+        with self._lock:
+            self._forget_control()
+            if isinstance(self._store, SoleWriterStore):
+                self._store.forget()
+            if self._watch is not None:
+                self.control()  # the watch connects (and LISTENs) before the first signal
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+
+    def _load_control(self) -> TradingControl:
+        found = self._store.find(self._control_id)
         if found is None:
             found = TradingControl.open(self._settings.exchange, at=self._clock.now())
         assert isinstance(found, TradingControl)
         return found
+
+    def _forget_control(self) -> None:
+        """After a save of the control failed (its state in memory may be ahead of the
+        store): read it again at the next use. A store that hands out its cached aggregates
+        (a backtest's) would hand out that same object again: it is evicted there."""
+        self._control = None
+        if getattr(self._store, "sole_writer", False):
+            self._store.evict(self._control_id)  # type: ignore[attr-defined]
 
     def record_result(self, symbol: str, pnl: Decimal) -> TradingControl:
         """A round trip closed: count it for the limits (and move the state if one is hit)."""
@@ -110,19 +172,34 @@ class ExecutionService:
         return self._update_control(lambda c: c.resume(reason, at=self._clock.now()))
 
     def _update_control(self, change: Callable[[TradingControl], None]) -> TradingControl:
-        for attempt in range(1, 6):
-            control = self.control()
-            change(control)
-            try:
-                self._store.save(control)
-            except ConcurrencyConflict:
-                if attempt == 5:
+        with self._lock:
+            for attempt in range(1, 6):
+                control = self.control()
+                change(control)
+                try:
+                    self._store.save(control)
+                except ConcurrencyConflict:
+                    self._forget_control()
+                    if attempt == 5:
+                        raise
+                    continue
+                except BaseException:
+                    self._forget_control()
                     raise
-                continue
-            if control.state.value != "ACTIVE":
-                log.warning("trading %s: %s", control.state.value, control.reason)
-            return control
+                if control.state.value != "ACTIVE":
+                    log.warning("trading %s: %s", control.state.value, control.reason)
+                return control
         raise AssertionError("unreachable")
+
+    def _quantity(self, exchange: str, symbol: str) -> Decimal:
+        """The position plus the unfilled size of the live orders: a decision must assume
+        those fills may already have happened at the exchange (a burst of signals would
+        otherwise act on fills not yet recorded)."""
+        if isinstance(self._store, SoleWriterStore):
+            return self._store.quantity_with_live_orders(exchange, symbol)
+        position = self._store.find_position(exchange, symbol)
+        quantity = position.quantity if position is not None else ZERO
+        return quantity + self._pending_exposure(symbol)
 
     # ----- one signal -----------------------------------------------------------------------
 
@@ -132,30 +209,12 @@ class ExecutionService:
         if str(signal.exchange) != self._settings.exchange:
             # Paper trading: the decision, orders and position are the paper venue's own.
             signal = replace(signal, exchange=Exchange(self._settings.exchange))
-        existing = self._store.find(decision_id_for(signal.signal_id))
-        if existing is not None and existing.outcome is not None:
-            return Outcome(signal.signal_id, "duplicate", existing.reason, ())
-        now = self._clock.now()
-        decision = existing or SignalDecision.receive(signal, at=now)
-        control = self.control()
-        control.evaluate(self._limits, now=now)
-        position = self._store.find_position(str(signal.exchange), str(signal.symbol))
-        quantity = position.quantity if position is not None else ZERO
-        quantity += self._pending_exposure(str(signal.symbol))
-        age_limit = self._settings.signal_age
-        if age is None:
-            age = now - signal.timestamp
-        stale = None if age_limit is None else age_limit.refusal(signal, age)
-        try:
-            planned = [] if stale else self._plan(signal, quantity)
-            reason = stale or refusal_for(
-                control.state, control.reason, quantity, planned, self._limits
-            )
-        except SizingRefused as refused:
-            planned, reason = [], str(refused)
+        with self._lock:
+            decided = self._decide(signal, age)
+        if isinstance(decided, Outcome):
+            return decided
+        control, orders, quantity, reason = decided
         if reason is not None:
-            decision.refuse(reason, control.state.value, at=now)
-            self._save_decision(decision, control)
             log_event(
                 log,
                 "rejection",
@@ -171,10 +230,6 @@ class ExecutionService:
                 action=str(signal.action),
             )
             return Outcome(signal.signal_id, "refused", reason, ())
-        orders = [self._order(signal, plan, now) for plan in planned]
-        decision.approve([o.id for o in orders], control.state.value, at=now)
-        if not self._save_decision(decision, control, *orders):
-            return Outcome(signal.signal_id, "duplicate", None, ())
         if not orders:  # e.g. an exit with no position open: recorded, and said so here
             log_event(
                 log,
@@ -190,6 +245,53 @@ class ExecutionService:
             )
         sent = tuple(self.send(order) for order in orders)
         return Outcome(signal.signal_id, "approved", None, sent)
+
+    def _decide(
+        self, signal: Signal, age: timedelta | None
+    ) -> Outcome | tuple[TradingControl, list[Order], Decimal, str | None]:
+        """Steps 1 to 4: the decision and its orders saved, and what was decided on (the
+        trading state, the orders, the quantity, the refusal's reason or None); or the
+        outcome of a signal decided before."""
+        found: SignalDecision | None = None  # recorded undecided (by an older engine)
+        for attempt in range(1, DECISION_ATTEMPTS + 1):
+            now = self._clock.now()
+            decision = found or SignalDecision.receive(signal, at=now)
+            control = self.control()
+            control.evaluate(self._limits, now=now)
+            quantity = self._quantity(str(signal.exchange), str(signal.symbol))
+            age_limit = self._settings.signal_age
+            stale = None
+            if age_limit is not None:
+                stale = age_limit.refusal(signal, now - signal.timestamp if age is None else age)
+            try:
+                planned = [] if stale else self._plan(signal, quantity)
+                reason = stale or refusal_for(
+                    control.state, control.reason, quantity, planned, self._limits
+                )
+            except SizingRefused as refused:
+                planned, reason = [], str(refused)
+            orders: list[Order] = []
+            if reason is not None:
+                decision.refuse(reason, control.state.value, at=now)
+            else:
+                orders = [self._order(signal, plan, now) for plan in planned]
+                decision.approve([o.id for o in orders], control.state.value, at=now)
+            try:
+                self._store.save(decision, control, *orders)
+            except (ConcurrencyConflict, DuplicateOrder):
+                # Decided before (a redelivery), or the control changed since it was read.
+                self._forget_control()
+                found = self._store.find(decision.id)
+                if found is not None and found.outcome is not None:
+                    return Outcome(signal.signal_id, "duplicate", found.reason, ())
+                if attempt == DECISION_ATTEMPTS:
+                    raise
+                continue
+            except BaseException:
+                self._forget_control()  # its events may be in memory and not in the store
+                raise
+            return control, orders, quantity, reason
+        raise AssertionError("unreachable")
 
     def _plan(self, signal: Signal, quantity: Decimal) -> list[PlannedOrder]:
         rules = self._settings.rules.get(str(signal.symbol))
@@ -223,17 +325,6 @@ class ExecutionService:
             settle=plan.settle,
             at=now,  # type: ignore[arg-type]
         )
-
-    def _save_decision(self, decision: SignalDecision, *others: object) -> bool:
-        """False when another process decided this signal first (it owns the orders)."""
-        try:
-            self._store.save(decision, *others)
-        except ConcurrencyConflict:
-            again = self._store.find(decision.id)
-            if again is not None and again.outcome is not None:
-                return False
-            raise
-        return True
 
     # ----- sending --------------------------------------------------------------------------
 

@@ -97,7 +97,9 @@ class ExecutionLoop:
         self.reconciliation: ReconciliationReport | None = None
 
     def start(self) -> int:
-        """Reconcile, then finish what was pending. Returns the pending entries handled."""
+        """Reconcile, then finish what was pending. Returns the pending entries handled.
+        (Also a restart after a server was away: what is kept in memory is read again.)"""
+        self._service.reset_state()
         self.reconciliation = reconcile(
             self._store,
             self._broker,
@@ -128,6 +130,7 @@ class ExecutionLoop:
         self._last_poll = self._monotonic()
         self.stats.polls += 1
         live = self._monitor.poll(sweep=self._symbols)
+        self._service.refresh_control()  # off the signal path: bounds what a watch could miss
         return live
 
     def record_pushed(self, events: PrivateEvents) -> int:
@@ -146,6 +149,10 @@ class ExecutionLoop:
         if not cancel_open_orders:
             return 0
         return self._monitor.cancel_open("service stopped (CANCEL_OPEN_ORDERS_ON_STOP)")
+
+    def close(self) -> None:
+        """Release what the loop holds of its own (the trading control's watch)."""
+        self._service.close()
 
     @property
     def broker(self) -> Broker:

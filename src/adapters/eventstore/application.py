@@ -8,6 +8,7 @@ view of the global log.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -63,6 +64,19 @@ class EventSourcedStore(Application[UUID]):
         self.repository.deepcopy_from_cache = False
         self.repository.fastforward = False
         self._sole_writer = True
+
+    @property
+    def sole_writer(self) -> bool:
+        """True once `hand_out_cached_state` was called: what this store caches is the log."""
+        return self._sole_writer
+
+    def evict(self, aggregate_id: UUID) -> None:
+        """Drop one aggregate from the cache (its state there may be ahead of the log: a save
+        of it failed), so that the next load reads it from the log."""
+        cache = self.repository.cache
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
 
     # ----- writing --------------------------------------------------------------------------
 
