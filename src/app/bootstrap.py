@@ -524,7 +524,9 @@ def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
     if not isinstance(broker, SimulatedExchange):
         # Timed and its errors counted for /metrics. The paper exchange stays bare: it answers
         # in-process (nothing to time), and connect_paper_market feeds it the market by its type.
-        broker = MeteredBroker(broker)
+        # Orders go out while another thread polls: GMO's adapter takes concurrent calls,
+        # a ccxt exchange (a nonce per request) gets one call at a time.
+        broker = MeteredBroker(broker, serialize=broker.name != "gmo")
     loop = execution_loop(settings, store, broker, subscriber)
 
     def close() -> None:

@@ -6,13 +6,24 @@ entry is acknowledged only after its decision and orders are in the store, so a 
 point re-delivers it, and the decision's deterministic id turns the re-delivery into a no-op.
 The same loop runs over Redis (`signal:{exchange}`, group `trading-engine-execution`) or the
 in-process bus in simulations; only the subscriber differs.
+
+`step()` does everything on the caller's thread: read, decide and send, then poll the live
+orders when a poll is due (tests and backtests drive it so). `run()`, the live service, polls
+on a thread of its own instead: a poll is a few exchange requests and a commit per fill (tens
+of milliseconds here, hundreds against GMO), and a signal arriving meanwhile would wait for
+it. The two threads share no state but what is built for it: the store keeps the account's
+positions and live orders consistent under its own lock (app/sole_writer.py), the service
+changes its trading control one caller at a time, and orders sent are handed to the order
+monitor through a queue that the polling thread empties before each poll.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +32,8 @@ from typing import ClassVar
 from app.execution import ExecutionService
 from app.order_monitor import OrderMonitor
 from app.reconciliation import ReconciliationReport, reconcile
+from app.sole_writer import SoleWriterStore
+from domain.order import Order
 from domain.signal_age import STALE
 from domain.values import OrderStatus
 from ports.broker import Broker, BrokerFatal, PrivateEvents
@@ -139,8 +152,22 @@ class ExecutionLoop:
         return self._monitor.record_pushed(events)
 
     def run(self, should_stop: Callable[[], bool], block_ms: int = 200) -> ExecutionStats:
-        while not should_stop():
-            self.step(block_ms)
+        """Until `should_stop()`: signals on this thread, order polls on another (when the
+        store keeps the account consistent for both: a SoleWriterStore), so that no signal
+        waits behind a poll. A poll's failure stops the loop here, as it would in `step`."""
+        if not (isinstance(self._store, SoleWriterStore) and math.isfinite(self._poll_interval)):
+            while not should_stop():
+                self.step(block_ms)
+            return self.stats
+        poller = _Poller(self)
+        poller.start()
+        try:
+            while not should_stop():
+                poller.raise_failure()
+                self._handle(self._subscriber.read(self._batch_size, block_ms), poller.track)
+        finally:
+            poller.stop()
+        poller.raise_failure()
         return self.stats
 
     def finish(self, cancel_open_orders: bool) -> int:
@@ -170,7 +197,10 @@ class ExecutionLoop:
     def _live(self) -> bool:
         return bool(self._monitor.tracked)
 
-    def _handle(self, entries: Sequence[SignalEntry]) -> None:
+    def _handle(
+        self, entries: Sequence[SignalEntry], track: Callable[[Order], None] | None = None
+    ) -> None:
+        track = track or self._monitor.track
         for entry in entries:
             try:
                 outcome = self._service.handle(entry.signal, age=signal_age(entry))
@@ -187,11 +217,54 @@ class ExecutionLoop:
             else:
                 self.stats.duplicates += 1
             for order in outcome.orders:
-                self._monitor.track(order)
+                track(order)
                 self.stats.orders += 1
                 if order.status is OrderStatus.REJECTED:
                     self.stats.count_rejection(order.reject_code or "REJECTED")
             self._subscriber.ack([entry])
+
+
+class _Poller:
+    """The order polls of `ExecutionLoop.run`, on their own thread: one poll, then a wait of
+    the poll interval, until stopped. Orders sent meanwhile are tracked before each poll."""
+
+    def __init__(self, loop: ExecutionLoop) -> None:
+        self._loop = loop
+        self._sent: deque[Order] = deque()  # appended by the signal thread
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="execution-polls", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def track(self, order: Order) -> None:
+        self._sent.append(order)
+
+    def _track_sent(self) -> None:
+        while self._sent:
+            self._loop._monitor.track(self._sent.popleft())
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._track_sent()
+                self._loop.poll()
+                self._stopping.wait(self._loop._poll_interval)
+        except BaseException as error:  # raised on the signal thread (run_resilient there)
+            self._failure = error
+
+    def stop(self) -> None:
+        """Ends after the poll in hand (bounded by the exchange's timeout); the orders sent
+        since are tracked, for `finish` and the next start."""
+        self._stopping.set()
+        self._thread.join()
+        self._track_sent()
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
 
 def signal_age(entry: SignalEntry) -> timedelta | None:

@@ -2,12 +2,18 @@
 
 It stands in front of the real broker (the execution loop, the order monitor and
 reconciliation see only the Broker port) and changes nothing about a call: same arguments,
-same answer, the same exception re-raised. The execution thread records while the health
+same answer, the same exception re-raised. The execution threads record while the health
 endpoint's thread reads, hence the lock.
+
+The execution loop sends orders on one thread and polls on another (app/execution_loop.py).
+GMO's adapter takes concurrent calls (one HTTP client, a locked rate limiter, no nonce); an
+adapter that may not (ccxt's exchanges count a nonce per request: two calls in the same
+millisecond would share one) is `serialize`d here: one call at a time, the wait not timed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -69,12 +75,19 @@ class MeteredBroker:
     """A `Broker` delegating every call to `inner`, timed and with its errors counted."""
 
     def __init__(
-        self, inner: Broker, *, perf_counter: Callable[[], float] = time.perf_counter
+        self,
+        inner: Broker,
+        *,
+        perf_counter: Callable[[], float] = time.perf_counter,
+        serialize: bool = False,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self._now = perf_counter
         self._lock = threading.Lock()
+        self._one_at_a_time: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if serialize else contextlib.nullcontext()
+        )
         # every method from the start: a series that exists at 0 gives `rate()` a baseline
         self._latency = {method: _Latency() for method in METHODS}
         self._errors: dict[tuple[str, str], int] = {}
@@ -109,18 +122,19 @@ class MeteredBroker:
         return samples
 
     def _call(self, method: str, call: Callable[[], T]) -> T:
-        started = self._now()
-        try:
-            return call()
-        except BrokerError as error:
-            code = error.code or type(error).__name__
-            with self._lock:
-                self._errors[(method, code)] = self._errors.get((method, code), 0) + 1
-            raise
-        finally:
-            elapsed = self._now() - started
-            with self._lock:
-                self._latency[method].observe(elapsed)
+        with self._one_at_a_time:
+            started = self._now()
+            try:
+                return call()
+            except BrokerError as error:
+                code = error.code or type(error).__name__
+                with self._lock:
+                    self._errors[(method, code)] = self._errors.get((method, code), 0) + 1
+                raise
+            finally:
+                elapsed = self._now() - started
+                with self._lock:
+                    self._latency[method].observe(elapsed)
 
     # ----- the Broker port --------------------------------------------------------------------
 
