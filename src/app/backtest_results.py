@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from domain.models import OHLCV
+
+if TYPE_CHECKING:  # imported by the functions that compute: `--help`, audits and exports don't
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "BacktestResult",
@@ -115,6 +116,8 @@ def trade_return(trade: ClosedTrade) -> float:
 
 def drawdown_fractions(equity: Sequence[float] | np.ndarray) -> np.ndarray:
     """``1 - equity / running peak`` per bar (0 at a new high, positive below it)."""
+    import numpy as np
+
     values = np.asarray(equity, dtype=float)
     if not len(values):
         return values
@@ -123,12 +126,17 @@ def drawdown_fractions(equity: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _data_period(index: pd.DatetimeIndex) -> pd.Timedelta:
     """Median spacing of the last 100 bars (backtesting.py ``_util._data_period``)."""
+    import pandas as pd
+
     values = pd.Series(index[-100:])
     return values.diff().dropna().median()
 
 
 def _drawdown_duration_peaks(dd: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Duration and depth of each drawdown, on the bar where it ends (``_stats`` function)."""
+    import numpy as np
+    import pandas as pd
+
     iloc = np.unique(np.r_[(dd == 0).values.nonzero()[0], len(dd) - 1])
     iloc = pd.Series(iloc, index=dd.index[iloc])
     df = iloc.to_frame("iloc").assign(prev=iloc.shift())
@@ -142,6 +150,8 @@ def _drawdown_duration_peaks(dd: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _geometric_mean(returns: pd.Series) -> float:
+    import numpy as np
+
     returns = returns.fillna(0) + 1
     if np.any(returns <= 0):
         return 0.0
@@ -153,6 +163,8 @@ def _days(value: Any, period: Any) -> float | None:
 
     Not a duration (no trades, no drawdown) → None.
     """
+    import pandas as pd
+
     if not isinstance(value, pd.Timedelta) or pd.isna(value):
         return None
     if isinstance(period, pd.Timedelta) and not pd.isna(period):
@@ -163,6 +175,8 @@ def _days(value: Any, period: Any) -> float | None:
 
 def _clean(value: Any) -> Any:
     """numpy scalars → Python; NaN and ±inf → None (JSON has neither); -0.0 → 0.0."""
+    import numpy as np
+
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -171,6 +185,8 @@ def _clean(value: Any) -> Any:
 
 
 def _utc_index(timestamps: Sequence[datetime]) -> pd.DatetimeIndex:
+    import pandas as pd
+
     index = pd.DatetimeIndex(list(timestamps))
     return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
 
@@ -202,6 +218,9 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
     * durations are in days (``duration_days`` exact; drawdown and trade durations rounded up to
       the bar resolution first, as backtesting.py displays them).
     """
+    import numpy as np
+    import pandas as pd
+
     if not -1 < risk_free_rate < 1:
         raise ValueError(f"risk_free_rate must be in (-1, 1), got {risk_free_rate}")
     if not result.equity:
@@ -313,6 +332,8 @@ def compute_metrics(result: BacktestResult, risk_free_rate: float = 0.0) -> dict
 def _exposure_pct(trades: Sequence[ClosedTrade], bars: int) -> float:
     """Share of bars from a closed trade's entry bar to its exit bar, both included: the
     bars of a position still open at the end are not counted (backtesting.py's rule)."""
+    import numpy as np
+
     if not bars:
         return np.nan
     held = np.zeros(bars, dtype=bool)
@@ -324,6 +345,8 @@ def _exposure_pct(trades: Sequence[ClosedTrade], bars: int) -> float:
 
 def _buy_and_hold_pct(prices: dict[str, list[tuple[datetime, Decimal]]]) -> float:
     """First symbol's first → last close, in percent (NaN without prices)."""
+    import numpy as np
+
     for series in prices.values():
         if not series:
             return np.nan
