@@ -33,7 +33,6 @@ from adapters.logs.redaction import Redactor, url_passwords
 from adapters.marketdata.gmo_messages import entry_fields
 from adapters.marketdata.in_process import InProcessLog, InProcessSource
 from adapters.marketdata.synthetic import synthetic_trades
-from adapters.marketdata.synthetic_bars import synthetic_bars
 from adapters.marketdata.trade_files import read_gmo_trades
 from adapters.projections.sqlite import sqlite_projection_store
 from adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
@@ -630,7 +629,7 @@ def _backtest_wiring(
     log_target = None
     if urlsplit(settings.DATABASE_URL).scheme != "memory":
         log_target = open_event_store(settings.DATABASE_URL)
-    store = memory_event_store()
+    store = memory_event_store(chained=log_target is None)  # else the target chains it
     store.hand_out_cached_state()
     tables = _backtest_tables(settings.DATABASE_URL)
     steps = {
@@ -850,6 +849,8 @@ def synthetic_bar_set(
     bars: 0.1 %, hourly: 0.77 %, about 72 % a year, a crypto market's order); its trending
     regimes drift by the same 0.04 % per bar whatever the length, so a year of hourly bars
     moves like a year of a market, not like 60 years."""
+    from adapters.marketdata.synthetic_bars import synthetic_bars  # (numpy)
+
     start = datetime(2026, 1, 1, tzinfo=UTC)
     scale = math.sqrt(Timeframe(timeframe).seconds / 60)
     return {
@@ -1211,3 +1212,13 @@ def configure_logging(settings: Settings, *, to_database: bool = True) -> LogSet
     if database is not None:
         root.addHandler(database)
     return LogSetup(redact, database)
+
+
+def import_what_a_backtest_imports() -> None:
+    """The modules a backtest imports when it first needs them, imported now: a sweep's
+    process pool forks its workers from the caller, and each would import them again."""
+    import pyarrow.pandas_compat  # noqa: F401  (pandas reading a bar file)
+
+    import adapters.marketdata.bar_files
+    import adapters.marketdata.synthetic_bars
+    import adapters.signals.in_process_bus  # noqa: F401

@@ -134,7 +134,7 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from app.bootstrap import read_bar_files, strategy_factory
+    from app.bootstrap import import_what_a_backtest_imports, read_bar_files, strategy_factory
     from app.config import ConfigError
     from app.sweep import (
         SweepJob,
@@ -211,6 +211,8 @@ def sweep(
         )
         for number, point in enumerate(points, start=1)
     ]
+    if count > 1:
+        import_what_a_backtest_imports()  # once, before the pool forks its workers
     with Progress(
         TextColumn("sweep"),
         BarColumn(),

@@ -64,6 +64,9 @@ class EventSourcedStore(Application[UUID]):
         self.repository.deepcopy_from_cache = False
         self.repository.fastforward = False
         self._sole_writer = True
+        # Nor snapshots: every load is a cache hit, and each snapshot replayed its position's
+        # last 100 events from the log (a log appended elsewhere leaves its snapshots here).
+        self.snapshotting_intervals = {}
 
     @property
     def sole_writer(self) -> bool:
