@@ -496,8 +496,10 @@ def execution_loop(
 
 
 def _control_watch(store: EventStore, exchange: str) -> ChangeWatch | None:
-    """The watch on `exchange`'s trading control in `store` (None: read on every signal)."""
-    if not hasattr(store, "recorder"):
+    """The watch on `exchange`'s trading control in `store` (None: read on every signal). A
+    sole writer's store (a backtest's) has no other writer to watch for, and its reads are
+    cache hits; the in-memory watch scanned the control's events on every signal."""
+    if not hasattr(store, "recorder") or getattr(store, "sole_writer", False):
         return None
     from adapters.eventstore.change_watch import change_watch
 
