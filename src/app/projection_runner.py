@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +34,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (position reached, head)
 
-REBUILD_CHUNK = 50_000  # events per staging transaction of a rebuild's bulk load
+REBUILD_CHUNK = 20_000  # events per staging transaction of a rebuild's bulk load
+PARALLEL_FROM = 200_000  # events: a shorter log is loaded in one process (a helper's start-up)
+MAX_PROCESSES = 4  # each holds its own connections and ~200 MB (a 20,000-event chunk in hand)
 SWITCH_INTERVAL = 0.0005  # seconds, during a bulk load (Python's default: 0.005)
 _BULK_METHODS = ("log_pages", "begin_load", "load", "end_load")
 
@@ -41,9 +45,20 @@ class BulkLoading(Protocol):
     """What a projection store offers a rebuild beyond `ProjectionStore` (both stores do)."""
 
     def log_pages(
-        self, log: EventStore, after: int, upto: int, size: int
+        self,
+        log: EventStore,
+        after: int,
+        upto: int,
+        size: int,
+        part: tuple[int, int] | None = None,
     ) -> Iterable[Sequence[RecordedEvent]]:
-        """The log's events after `after` up to `upto`, decoded, in pages of `size`."""
+        """The log's events after `after` up to `upto`, decoded, in pages of `size`; with
+        `part` (k, n), those of the aggregates in part k of n."""
+        ...
+
+    def opener(self, log: EventStore) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+        """Optional: how another process opens `log` and this store (picklable callables),
+        to load parts of a rebuild next to this one; None if it cannot."""
         ...
 
     def begin_load(self, projection: str, tables: Sequence[str]) -> None:
@@ -59,10 +74,11 @@ class BulkLoading(Protocol):
         known: Sequence[RowChange],
         *,
         expected: int,
-        position: int,
+        position: int | None,
     ) -> None:
         """Write a batch into the staging tables and move their position, in one transaction:
-        `new` rows' keys are not in the staging tables yet, `known` rows' may be."""
+        `new` rows' keys are not in the staging tables yet, `known` rows' may be. With
+        `position` None, the position is left alone (a part, loaded in another process)."""
         ...
 
     def end_load(self, projection: str, tables: Sequence[str]) -> None:
@@ -83,6 +99,10 @@ class ProjectionFailed(Exception):
             event,
             reason,
         )
+
+    def __reduce__(self) -> tuple[type[ProjectionFailed], tuple[str, int, str, str]]:
+        # raised in a helper process of a rebuild, it is pickled back whole
+        return type(self), (self.projection, self.position, self.event, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,48 +197,55 @@ class ProjectionRunner:
             changes += self._changes(page)  # collapsed below: each row written once
             position = page[-1].position
 
-    def load(self, progress: Progress | None = None, chunk_size: int = REBUILD_CHUNK) -> int:
+    def load(
+        self,
+        progress: Progress | None = None,
+        chunk_size: int = REBUILD_CHUNK,
+        processes: int | None = None,
+    ) -> int:
         """A rebuild's bulk path into fresh staging tables: the log read in large pages and
         applied in chunks, each chunk's rows written once (a row the rebuild has not written
         yet is inserted whole, with COPY where the store can; only a row written by an
         earlier chunk is upserted). Reading the next page and writing the last chunk run in
         threads of their own, next to applying this one: they mostly wait on the database.
-        Anything it cannot do that way (a store without the bulk path, an event it cannot
-        decode, a row the tables refuse) hands over to `catch_up` from the position reached,
-        which applies the rest exactly as always and reports any failure at its event.
-        Returns events read."""
+        A projection whose rows each belong to one aggregate (`Projection.by_aggregate`) is
+        loaded by `processes` processes (default: one per core, for a log of at least
+        `PARALLEL_FROM` events), each with its own part of the aggregates, where the store
+        can open itself in another process. Anything it cannot do that way (a store without
+        the bulk path, an event it cannot decode, a row the tables refuse) hands over to
+        `catch_up` from the position reached, which applies the rest exactly as always and
+        reports any failure at its event. Returns events read."""
         store = self._store
         if not (self._staging and all(hasattr(store, m) for m in _BULK_METHODS)):
             return self.catch_up(progress)
         bulk: BulkLoading = store  # type: ignore[assignment]
         name, tables = self.projection.name, self.projection.tables
-        start = position = store.position(self._name)
+        start = store.position(self._name)
         head = self._log.max_position()
-        written: dict[str, set[Any]] = {}  # keys of the rows written so far, by table
-        read = 0
         bulk.begin_load(name, tables)
+        parts = self._parts(bulk, head - start, processes)
+        if parts is not None:
+            try:
+                read = self._load_in_parts(bulk, parts, start, head, chunk_size, progress)
+            except Exception as error:  # from the start, in one process: it names a culprit
+                log.warning(
+                    "projection %s: loading in %d processes failed (%s: %s); again in one",
+                    self._name,
+                    len(parts),
+                    type(error).__name__,
+                    error,
+                )
+                self.projection.forget()
+                store.start_staging(name, tables)
+                bulk.begin_load(name, tables)
+                start = store.position(self._name)
+            else:
+                bulk.end_load(name, tables)
+                return read
         try:
-            with _bulk_settings(), ThreadPoolExecutor(1, "projection-write") as writer:
-                writing: Future[None] | None = None
-                for page in _read_ahead(bulk.log_pages(self._log, position, head, chunk_size)):
-                    new, known = _split(collapse(self._changes(page), tables), written)
-                    if writing is not None:
-                        writing.result()  # the chunk before, committed (or its error)
-                    writing = writer.submit(
-                        bulk.load,
-                        name,
-                        tables,
-                        new,
-                        known,
-                        expected=position,
-                        position=page[-1].position,
-                    )
-                    position = page[-1].position
-                    read += len(page)
-                    if progress is not None:
-                        progress(position, head)
-                if writing is not None:
-                    writing.result()
+            read = _load_chunks(
+                self.projection, self._name, bulk, self._log, start, head, chunk_size, progress
+            )
         except ProjectionFailed:
             raise
         except Exception as error:  # the exact path from here, which names any culprit
@@ -234,6 +261,56 @@ class ProjectionRunner:
             bulk.end_load(name, tables)
             return reached - start + self.catch_up(progress, until=head)
         bulk.end_load(name, tables)
+        return read
+
+    def _parts(
+        self, bulk: BulkLoading, events: int, processes: int | None
+    ) -> list[tuple[int, int]] | None:
+        """The parts (k, n) to load in n processes, or None: load in this one."""
+        if processes is None:
+            cores = min(os.cpu_count() or 1, MAX_PROCESSES)
+            processes = cores if events >= PARALLEL_FROM else 1
+        if processes < 2 or not getattr(self.projection, "by_aggregate", False):
+            return None
+        if not hasattr(bulk, "opener") or bulk.opener(self._log) is None:
+            return None
+        return [(k, processes) for k in range(processes)]
+
+    def _load_in_parts(
+        self,
+        bulk: BulkLoading,
+        parts: list[tuple[int, int]],
+        start: int,
+        head: int,
+        chunk_size: int,
+        progress: Progress | None,
+    ) -> int:
+        """Part 0 here, the others each in a process of its own; the staging position moves
+        to `head` once every part is in."""
+        log.info("projection %s: loading in %d processes", self._name, len(parts))
+        opener = bulk.opener(self._log)
+        kind = type(self.projection)
+        spawn = multiprocessing.get_context("spawn")  # nothing of this process's inherited
+        with ProcessPoolExecutor(len(parts) - 1, mp_context=spawn) as helpers:
+            others = [
+                helpers.submit(_load_part, opener, kind, part, start, head, chunk_size)
+                for part in parts[1:]
+            ]
+            read = _load_chunks(
+                self.projection,
+                self._name,
+                bulk,
+                self._log,
+                start,
+                head,
+                chunk_size,
+                progress,
+                part=parts[0],
+            )
+            read += sum(other.result() for other in others)
+        bulk.load(
+            self.projection.name, self.projection.tables, [], [], expected=start, position=head
+        )
         return read
 
     # ----- inside -----------------------------------------------------------------------------
@@ -264,12 +341,7 @@ class ProjectionRunner:
         return good
 
     def _changes(self, page: Sequence[RecordedEvent]) -> list[RowChange]:
-        try:
-            return self.projection.changes(page)
-        except EventNotApplicable as error:
-            self.projection.forget()
-            failed = error.recorded
-            raise ProjectionFailed(self._name, failed.position, failed.name, str(error)) from error
+        return _apply(self.projection, self._name, page)
 
     def _commit(self, page: Sequence[RecordedEvent], position: int) -> None:
         changes = collapse(self._changes(page), self.projection.tables)
@@ -293,6 +365,82 @@ class ProjectionRunner:
                     self._name, recorded.position, recorded.name, str(error)
                 ) from error
             position = recorded.position
+
+
+def _apply(projection: Projection, name: str, page: Sequence[RecordedEvent]) -> list[RowChange]:
+    """The page's changes; an event the projection cannot apply stops it, named."""
+    try:
+        return projection.changes(page)
+    except EventNotApplicable as error:
+        projection.forget()
+        failed = error.recorded
+        raise ProjectionFailed(name, failed.position, failed.name, str(error)) from error
+
+
+def _load_chunks(
+    projection: Projection,
+    name: str,
+    bulk: BulkLoading,
+    log_store: EventStore,
+    after: int,
+    upto: int,
+    chunk_size: int,
+    progress: Progress | None = None,
+    part: tuple[int, int] | None = None,
+) -> int:
+    """The bulk load of the events after `after` up to `upto` (with `part`, of that part of
+    the aggregates only, leaving the staging position alone). Returns events read."""
+    tables = projection.tables
+    written: dict[str, set[Any]] = {}  # keys of the rows written so far, by table
+    position, read = after, 0
+    with _bulk_settings(), ThreadPoolExecutor(1, "projection-write") as writer:
+        writing: Future[None] | None = None
+        for page in _read_ahead(bulk.log_pages(log_store, after, upto, chunk_size, part)):
+            new, known = _split(collapse(_apply(projection, name, page), tables), written)
+            if writing is not None:
+                writing.result()  # the chunk before, committed (or its error)
+            writing = writer.submit(
+                bulk.load,
+                projection.name,
+                tables,
+                new,
+                known,
+                expected=position,
+                position=page[-1].position if part is None else None,
+            )
+            position = page[-1].position
+            read += len(page)
+            if progress is not None:
+                progress(position, upto)
+        if writing is not None:
+            writing.result()
+    return read
+
+
+def _load_part(
+    opener: tuple[Callable[[], Any], Callable[[], Any]],
+    kind: Callable[[EventStore], Projection],
+    part: tuple[int, int],
+    after: int,
+    upto: int,
+    chunk_size: int,
+) -> int:
+    """In a helper process: one part of a rebuild's bulk load, on a log and a store of its
+    own (opened as `opener` says). Returns events read."""
+    open_log, open_store = opener
+    log_store = open_log()
+    try:
+        store = open_store()
+        try:
+            projection = kind(log_store)
+            name = projection.name + "__staging"
+            return _load_chunks(
+                projection, name, store, log_store, after, upto, chunk_size, None, part
+            )
+        finally:
+            store.close()
+    finally:
+        log_store.close()
 
 
 def _split(
@@ -384,13 +532,15 @@ def rebuild(
     batch_size: int = 5000,
     progress: Progress | None = None,
     chunk_size: int = REBUILD_CHUNK,
+    processes: int | None = None,
 ) -> int:
     """Rebuild one projection into fresh tables while the live ones keep serving, then swap
     them in one transaction. Returns the log position the new tables reflect. The staging
-    tables are filled by the bulk path (`ProjectionRunner.load`, `chunk_size` events a
-    transaction); `batch_size` is the exact path's, where the bulk path hands over."""
+    tables are filled by the bulk path (`ProjectionRunner.load`: `chunk_size` events a
+    transaction, in `processes` processes); `batch_size` is the exact path's, where the bulk
+    path hands over."""
     projection = make()
     store.start_staging(projection.name, projection.tables)
     runner = ProjectionRunner(projection, log_store, store, batch_size=batch_size, staging=True)
-    runner.load(progress, chunk_size)
+    runner.load(progress, chunk_size, processes)
     return store.swap(projection.name, projection.tables, runner.changes_after)

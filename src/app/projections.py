@@ -36,6 +36,11 @@ POSITION_EVENTS = (Position.Created, Position.FillApplied)
 
 
 class Projection(Protocol):
+    """Optionally, `by_aggregate = True`: each row it writes is written from the events of
+    one aggregate only, and a lookup into its own tables only finds rows of that aggregate.
+    A rebuild may then load the log in parts, each part's aggregates in a process of its
+    own (`ProjectionRunner.load`)."""
+
     name: str  # its position in the log is kept under this name
     tables: tuple[str, ...]  # the tables it owns, in the order rows must be written
 
@@ -135,6 +140,7 @@ class OrdersProjection:
 
     name = "orders"
     tables = ("orders", "executions")
+    by_aggregate = True  # an order's row and its fills' rows (whose lookup finds its row)
 
     def __init__(self, store: EventStore) -> None:
         self._orders = AggregateCache(store)
@@ -167,6 +173,7 @@ class PositionsProjection:
 
     name = "positions"
     tables = ("positions",)
+    by_aggregate = True  # one position aggregate per (exchange, symbol)
 
     def __init__(self, store: EventStore) -> None:
         self._positions = AggregateCache(store)

@@ -105,11 +105,16 @@ def signals_for(rig: Rig, signal_ids: list[str]) -> None:
 
 
 def handed_over(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The runner's warnings: the bulk path (or its parts) handed over."""
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "app.projection_runner" and "bulk load stopped" in r.getMessage()
+        if r.name == "app.projection_runner" and r.levelno >= logging.WARNING
     ]
+
+
+def in_parts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "processes" in r.getMessage()]
 
 
 def a_varied_log(rig: Rig) -> None:
@@ -119,10 +124,14 @@ def a_varied_log(rig: Rig) -> None:
     signals_for(rig, [f"a-{n}" for n in range(0, 40, 3)] + ["tokyo-1", "b-7"])
 
 
-@pytest.mark.parametrize("chunk_size", [7, 64, 100_000])
+@pytest.mark.parametrize(
+    ("chunk_size", "processes"), [(7, 1), (64, 1), (100_000, 1), (16, 2), (100_000, 3)]
+)
 def test_the_bulk_path_gives_the_batch_by_batch_tables(
-    rig: Rig, chunk_size: int, caplog: pytest.LogCaptureFixture
+    rig: Rig, chunk_size: int, processes: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """With `processes` > 1, PostgreSQL loads the log in parts, each in a process of its
+    own (SQLite in one: one writer at a time)."""
     a_varied_log(rig)
     for make in MAKERS:
         batch_by_batch_rebuild(rig, make)
@@ -131,17 +140,25 @@ def test_the_bulk_path_gives_the_batch_by_batch_tables(
     assert any(row["signal_id"] is not None for row in expected["orders"])
     assert len({row["timestamp"] for row in expected["executions"]}) > 1
 
-    with caplog.at_level(logging.WARNING, logger="app.projection_runner"):
+    with caplog.at_level(logging.INFO, logger="app.projection_runner"):
         for make in MAKERS:
-            head = rebuild(lambda m=make: m(rig.log), rig.log, rig.store, chunk_size=chunk_size)
+            head = rebuild(
+                lambda m=make: m(rig.log),
+                rig.log,
+                rig.store,
+                chunk_size=chunk_size,
+                processes=processes,
+            )
             assert head == rig.log.max_position()
-    assert not handed_over(caplog)  # the bulk path all the way
+    assert not handed_over(caplog)  # the bulk path all the way, in parts if asked
+    assert len(in_parts(caplog)) == (2 if processes > 1 and rig.kind == "postgres" else 0)
     assert tables(rig) == expected
     assert rig.store.position("orders") == rig.store.position("positions") == head
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_row_the_tables_refuse_stops_the_rebuild_at_its_event(
-    rig: Rig, caplog: pytest.LogCaptureFixture
+    rig: Rig, processes: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     trade(rig.log, 30, seed=8, run="c")
     clock = ManualClock(datetime(2026, 3, 3, tzinfo=UTC))
@@ -168,7 +185,13 @@ def test_a_row_the_tables_refuse_stops_the_rebuild_at_its_event(
         caplog.at_level(logging.WARNING, logger="app.projection_runner"),
         pytest.raises(ProjectionFailed) as bulk,
     ):
-        rebuild(lambda: OrdersProjection(rig.log), rig.log, rig.store, chunk_size=16)
+        rebuild(
+            lambda: OrdersProjection(rig.log),
+            rig.log,
+            rig.store,
+            chunk_size=16,
+            processes=processes,
+        )
     assert (bulk.value.position, bulk.value.event, bulk.value.reason) == (
         batch_by_batch.value.position,
         batch_by_batch.value.event,

@@ -196,11 +196,6 @@ def _postgres_rows(
     return rows
 
 
-def part_of(aggregate_id: UUID, parts: int) -> int:
-    """Which of `parts` parts an aggregate's events are read in (as the query above says)."""
-    return aggregate_id.bytes[15] % parts
-
-
 def _sqlite_rows(recorder: SQLiteApplicationRecorder) -> Callable[[int, int], list[Row]]:
     statement = (
         "SELECT rowid, originator_id, originator_version, topic, state "

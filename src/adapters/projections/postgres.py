@@ -16,6 +16,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -23,7 +24,9 @@ from eventsourcing.persistence import PersistenceError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
+from adapters.eventstore.application import EventSourcedStore
 from adapters.eventstore.postgres import connection_string, postgres_env
+from adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
 from adapters.projections.log_stream import log_pages
 from adapters.projections.row_sql import batches, by_table
 from ports.event_store import RecordedEvent
@@ -46,9 +49,10 @@ def _convert(value: Any) -> Any:
 
 
 class PostgresProjectionStore(PostgresTrackingRecorder):
-    def __init__(self, datastore: PostgresDatastore) -> None:
+    def __init__(self, datastore: PostgresDatastore, database_url: str | None = None) -> None:
         super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
         self.schema = datastore.schema
+        self.database_url = database_url  # what another process opens the same store with
 
     # ----- names ----------------------------------------------------------------------------
 
@@ -237,10 +241,22 @@ class PostgresProjectionStore(PostgresTrackingRecorder):
     # ----- a rebuild's bulk load -----------------------------------------------------------
 
     def log_pages(
-        self, log: Any, after: int, upto: int, size: int
+        self, log: Any, after: int, upto: int, size: int, part: tuple[int, int] | None = None
     ) -> Iterator[list[RecordedEvent]]:
         """The log's events after `after` up to `upto`, in pages (log_stream.py)."""
-        return log_pages(log, after, upto, size)
+        return log_pages(log, after, upto, size, part)
+
+    def opener(self, log: Any) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+        """How another process opens this log and this store (picklable), to load a part of
+        a rebuild next to this one: when both are PostgreSQL stores opened from a URL."""
+        if self.database_url is None or not isinstance(
+            getattr(log, "recorder", None), GaplessPostgresApplicationRecorder
+        ):
+            return None
+        return (
+            partial(open_log_for_reading, dict(log.env)),
+            partial(postgres_projection_store, self.database_url, self.schema),
+        )
 
     def begin_load(self, projection: str, tables: Sequence[str]) -> None:
         """The staging tables without their foreign keys while a rebuild loads them: checking
@@ -267,14 +283,16 @@ class PostgresProjectionStore(PostgresTrackingRecorder):
         known: Sequence[RowChange],
         *,
         expected: int,
-        position: int,
+        position: int | None,
     ) -> None:
         """A rebuild's batch into the staging tables and their position, in one transaction.
         `new` rows have keys the staging tables do not hold (the rebuild has not written them):
         they are written with COPY, their lookups resolved by one query per looked-up column
         once the tables read are written. `known` rows are written as `commit` writes them.
         Table by table, in the order of `tables`. A row COPY cannot write (a key or constraint
-        it breaks) fails the whole batch: nothing is applied, as with `commit`."""
+        it breaks) fails the whole batch: nothing is applied, as with `commit`. With
+        `position` None the staging position is left alone (one of several processes loading
+        a part of the log: the position is set once they all have)."""
         name = projection + STAGING
         own = set(tables)
 
@@ -284,15 +302,19 @@ class PostgresProjectionStore(PostgresTrackingRecorder):
         fresh, again = by_table(new), by_table(known)
         try:
             with self.datastore.transaction(commit=True) as cursor:
-                current = self._lock_position(cursor, name)
-                if current != expected:
-                    raise PositionMoved(f"{name} is at {current}, not {expected}")
+                if position is not None:
+                    current = self._lock_position(cursor, name)
+                    if current != expected:
+                        raise PositionMoved(f"{name} is at {current}, not {expected}")
+                copied: dict[str, list[RowChange]] = {}
                 for t in dict.fromkeys([*tables, *fresh, *again]):
                     if t in fresh:
-                        _copy(cursor, table, t, fresh[t])
+                        _copy(cursor, table, t, fresh[t], copied)
+                        copied[t] = fresh[t]
                     for statement, rows in batches(again.get(t, ()), table, "%s", _convert):
                         cursor.executemany(statement, rows)
-                self._insert_tracking(cursor, Tracking(name, position))
+                if position is not None:
+                    self._insert_tracking(cursor, Tracking(name, position))
         except (psycopg.Error, PersistenceError) as error:
             raise ProjectionStoreError(f"{type(error).__name__}: {error}".strip()) from error
 
@@ -318,10 +340,20 @@ class PostgresProjectionStore(PostgresTrackingRecorder):
 TIMESTAMP_OID, TIMESTAMPTZ_OID = 1114, 1184
 
 
+class _LookupNotSingle(Exception):
+    """A lookup that finds more than one row (SQL would refuse it too): the exact path."""
+
+
 def _copy(
-    cursor: Any, table: Callable[[str], str], name: str, changes: Sequence[RowChange]
+    cursor: Any,
+    table: Callable[[str], str],
+    name: str,
+    changes: Sequence[RowChange],
+    copied: dict[str, list[RowChange]],
 ) -> None:
-    """Binary COPY of rows into `name`, one COPY per row shape, lookups resolved first.
+    """Binary COPY of rows into `name`, one COPY per row shape, lookups resolved first: in
+    the rows COPYed before in this transaction (`copied`, by table: what they hold is what
+    their values say), else by one query per looked-up column.
 
     Binary, so no value is written as text and parsed back: the column types come from the
     table, and a value of another type fails the batch (no silent conversion). A TIMESTAMP
@@ -346,11 +378,18 @@ def _copy(
                             wanted.setdefault(where, set()).add(_convert(lookup.key))
     found: dict[tuple[str, str, str], dict[Any, Any]] = {}
     for (t, column, key_column), keys in wanted.items():
-        cursor.execute(
-            f"SELECT {key_column} AS k, {column} AS v FROM {table(t)} WHERE {key_column} = ANY(%s)",
-            (list(keys),),
-        )
-        found[(t, column, key_column)] = {r["k"]: r["v"] for r in cursor.fetchall()}
+        here = found[(t, column, key_column)] = _found_in(copied.get(t, ()), column, key_column)
+        if missing := [key for key in keys if key not in here]:
+            cursor.execute(
+                f"SELECT {key_column} AS k, {column} AS v FROM {table(t)} "
+                f"WHERE {key_column} = ANY(%s)",
+                (missing,),
+            )
+            rows = cursor.fetchall()
+            there = {r["k"]: r["v"] for r in rows}
+            if len(there) < len(rows):
+                raise _LookupNotSingle(f"{t}.{key_column}")
+            here.update(there)
     for row, i, lookup in refs:
         row[i] = (
             None
@@ -368,6 +407,21 @@ def _copy(
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
+
+
+def _found_in(rows: Sequence[RowChange], column: str, key_column: str) -> dict[Any, Any]:
+    """key → value of `column`, from rows written whole, where both are plain values."""
+    found: dict[Any, Any] = {}
+    for change in rows:
+        values = change.values
+        key, value = values.get(key_column), values.get(column)
+        if key is None or type(value) is Lookup or column not in values:
+            continue
+        key = _convert(key)
+        if key in found:
+            raise _LookupNotSingle(key_column)
+        found[key] = _convert(value)
+    return found
 
 
 def _retarget(definition: str, tables: Sequence[str], qualified: Callable[[str], str]) -> str:
@@ -402,9 +456,15 @@ def postgres_projection_store(
         pool_size=2,
         schema=env["POSTGRES_SCHEMA"],
     )
-    store = PostgresProjectionStore(datastore)
+    store = PostgresProjectionStore(datastore, database_url)
     store.create_table()
     return store
+
+
+def open_log_for_reading(env: dict[str, str]) -> EventSourcedStore:
+    """The event store another process has open (its settings), without creating anything:
+    a rebuild's helper process reads the log and loads aggregates from it, nothing more."""
+    return EventSourcedStore({**env, "CREATE_TABLE": "n"})
 
 
 class PostgresLogWatcher:

@@ -142,10 +142,11 @@ class SqliteProjectionStore(SQLiteTrackingRecorder):
     # ----- a rebuild's bulk load (the runner's BulkLoading) --------------------------------
 
     def log_pages(
-        self, log: Any, after: int, upto: int, size: int
+        self, log: Any, after: int, upto: int, size: int, part: tuple[int, int] | None = None
     ) -> Iterator[list[RecordedEvent]]:
-        """The log's events after `after` up to `upto`, in pages (log_stream.py)."""
-        return log_pages(log, after, upto, size)
+        """The log's events after `after` up to `upto`, in pages (log_stream.py). No parts:
+        this store opens in no other process (SQLite takes one writer at a time anyway)."""
+        return log_pages(log, after, upto, size, part)
 
     def begin_load(self, projection: str, tables: Sequence[str]) -> None:
         """Nothing to do: SQLite checks no foreign keys here (the library leaves them off)."""
