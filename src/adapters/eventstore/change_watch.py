@@ -10,7 +10,7 @@
   small as the old read's (a halt committed after the read went unseen just the same).
   A lost connection is noticed on the next look (the socket reads as closed) and answered
   "cannot tell" until it is back, LISTENing again; the trigger is (re)created when a watch
-  first connects.
+  first connects (a role that may not create it gets a warning, and a read per signal).
 * SQLite (one file, other processes write it directly): `PRAGMA data_version` on a connection
   of the watch's own changes whenever any other connection committed, this process's store
   included; only then is the aggregate's last version looked up (one indexed read).
@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from ports.change_watch import ChangeWatch
 
 if TYPE_CHECKING:  # psycopg is imported by the PostgreSQL watch itself (start-up, issue 16)
     import psycopg
+
+log = logging.getLogger(__name__)
 
 _POSTGRES_KEYS = (
     "POSTGRES_DBNAME",
@@ -92,10 +95,13 @@ class PostgresChangeWatch:
         self._installed = False
         self._unsure = True  # until connected and listening
         self._seen = 0  # the highest version notified for the aggregate
+        self.refused: str | None = None  # why the trigger could not be made, if it could not
 
     def changed_since(self, version: int) -> bool:
         import psycopg
 
+        if self.refused is not None:
+            return True  # no notification will come: read every time, as before the watch
         try:
             conn = self._connection()
             while True:
@@ -125,7 +131,18 @@ class PostgresChangeWatch:
             conn = psycopg.connect(self._conninfo, autocommit=True)
             try:
                 if not self._installed:
-                    self._install(conn)
+                    try:
+                        self._install(conn)
+                    except psycopg.ProgrammingError as no:  # (InsufficientPrivilege is one)
+                        # (a role that may not create triggers): say so once, and let the
+                        # caller read the aggregate on every look rather than reconnect
+                        self.refused = f"{type(no).__name__}: {no}"
+                        log.warning(
+                            "no watch on %s (%s): the trading state is read for every signal",
+                            self._id,
+                            self.refused,
+                        )
+                        raise
                     self._installed = True
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             except BaseException:
