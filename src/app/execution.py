@@ -120,11 +120,12 @@ class ExecutionService:
 
     def refresh_control(self) -> None:
         """Read the trading state again (the execution loop does so at each order poll: what
-        a watch could miss is then at most one poll interval old). Off the signal path."""
+        a watch could miss is then at most one poll interval old). Off the signal path, and
+        read outside the lock: a signal decided meanwhile does not wait for it."""
+        loaded = self._load_control()
         with self._lock:
-            if self._watch is not None:
-                self._watch.changed_since(0)  # take what it has, so it does not ask again
-            self._control = self._load_control()
+            if self._control is None or loaded.version >= self._control.version:
+                self._control = loaded
 
     def reset_state(self) -> None:
         """Forget what is kept in memory (the trading state, the positions) and read it
