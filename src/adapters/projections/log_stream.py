@@ -170,16 +170,21 @@ def _postgres_rows(
     recorder: PostgresApplicationRecorder, part: tuple[int, int] | None
 ) -> Callable[[int, int], list[Row]]:
     from psycopg.rows import tuple_row
-    from psycopg.sql import SQL, Identifier, Literal
+    from psycopg.sql import SQL, Identifier
 
-    # The part of an aggregate: its id's last byte, modulo the parts.
-    where = (
-        SQL("")
-        if part is None
-        else SQL(" AND mod(get_byte(uuid_send(originator_id), 15), {n}) = {k}").format(
-            n=Literal(int(part[1])), k=Literal(int(part[0]))
-        )
-    )
+    # A part of the aggregates is a range of their ids (uniform: uuid4 and uuid5), so its
+    # test is two comparisons of a UUID: a function of the id per row instead (its last
+    # byte, say) cost 3.9 s of server CPU per part of a million events, the range 0.7 s.
+    bounds: list[UUID] = []
+    where = SQL("")
+    if part is not None:
+        k, n = part
+        if k > 0:
+            bounds.append(UUID(int=(k << 128) // n))
+            where += SQL(" AND originator_id >= %s")
+        if k < n - 1:
+            bounds.append(UUID(int=((k + 1) << 128) // n))
+            where += SQL(" AND originator_id < %s")
     statement = SQL(
         "SELECT notification_id, originator_id, originator_version, topic, state "
         "FROM {table} WHERE notification_id > %s{where} ORDER BY notification_id LIMIT %s"
@@ -190,7 +195,7 @@ def _postgres_rows(
             recorder.datastore.get_connection() as conn,
             conn.cursor(binary=True, row_factory=tuple_row) as cursor,
         ):
-            cursor.execute(statement, (after, size))
+            cursor.execute(statement, (after, *bounds, size))
             return cursor.fetchall()
 
     return rows
