@@ -145,12 +145,25 @@ def test_sigterm_leaves_or_cancels_open_orders_and_exits_0(
     assert standin.placements() == 1  # never sent again
 
 
-@pytest.mark.parametrize("after", [0.2, 0.8])
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has its SIGTERM handler installed (`SigCgt` in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.parametrize("when", ["handler installed", "0.2 s"])
 def test_sigterm_while_the_process_starts_exits_0_before_consuming(
-    tmp_path: Path, redis_url: str, redis_prefix: str, after: float
+    tmp_path: Path, redis_url: str, redis_prefix: str, when: str
 ) -> None:
     """A container stopped as it starts: the request is kept from the first instant (before
-    the imports), and `run` stops before it reads anything."""
+    the imports), and `run` stops before it reads anything. The first case stops it the
+    moment its handler is in place (found in /proc, not guessed by a sleep: start-up now
+    takes a fraction of a second); the second a little later, when it may have started its
+    loops, which then stop with nothing consumed."""
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'engine.sqlite3'}",
@@ -162,11 +175,18 @@ def test_sigterm_while_the_process_starts_exits_0_before_consuming(
         [COMMAND, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        time.sleep(after)
+        if when == "handler installed":
+            wait_until(lambda: catches_sigterm(process.pid), 30, "the SIGTERM handler")
+        else:
+            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, err.decode()[-2000:]
-    assert orjson.loads(out.strip().splitlines()[-1]) == {"started": False}
+    last = orjson.loads(out.strip().splitlines()[-1])
+    if when == "handler installed" or "started" in last:
+        assert last == {"started": False}
+    else:
+        assert last["strategy"]["entries"] == last["strategy"]["acknowledged"] == 0
