@@ -12,7 +12,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -37,7 +36,6 @@ Progress = Callable[[int, int], None]  # (position reached, head)
 REBUILD_CHUNK = 20_000  # events per staging transaction of a rebuild's bulk load
 PARALLEL_FROM = 200_000  # events: a shorter log is loaded in one process (a helper's start-up)
 MAX_PROCESSES = 4  # each holds its own connections and ~200 MB (a 20,000-event chunk in hand)
-SWITCH_INTERVAL = 0.0005  # seconds, during a bulk load (Python's default: 0.005)
 _BULK_METHODS = ("log_pages", "begin_load", "load", "end_load")
 
 
@@ -393,7 +391,7 @@ def _load_chunks(
     tables = projection.tables
     written: dict[str, set[Any]] = {}  # keys of the rows written so far, by table
     position, read = after, 0
-    with _bulk_settings(), ThreadPoolExecutor(1, "projection-write") as writer:
+    with _gc_paused(), ThreadPoolExecutor(1, "projection-write") as writer:
         writing: Future[None] | None = None
         for page in _read_ahead(bulk.log_pages(log_store, after, upto, chunk_size, part)):
             new, known = _split(collapse(_apply(projection, name, page), tables), written)
@@ -481,21 +479,17 @@ def _read_ahead(pages: Iterable[Sequence[RecordedEvent]]) -> Iterator[Sequence[R
 
 
 @contextmanager
-def _bulk_settings() -> Iterator[None]:
-    """For the length of a bulk load: no cyclic garbage collection (the load allocates
-    millions of objects that live on for a while, aggregates and rows, and every full
-    collection walks all of them: a third of a rebuild's time, measured; nothing of the
-    load's own makes cycles to collect), and a shorter interval for handing the GIL over
-    (the reading and writing threads wait on the database in many short waits, each of
-    which would otherwise cost them up to 5 ms behind the applying thread)."""
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection for the length of a bulk load: it allocates millions of
+    objects that live on for a while (aggregates, rows), and every full collection walks all
+    of them (a third of a rebuild's time, measured). Nothing of the load's own makes cycles
+    to collect. (A shorter GIL switch interval for the reading and writing threads was
+    measured too, and changed nothing.)"""
     enabled = gc.isenabled()
-    interval = sys.getswitchinterval()
     gc.disable()
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
         if enabled:
             gc.enable()
 
