@@ -229,7 +229,10 @@ class InProcessChangeWatch:
         self._recorder, self._id = recorder, aggregate_id
 
     def changed_since(self, version: int) -> bool:
-        return bool(self._recorder.select_events(self._id, gt=version, limit=1))
+        # the last event only (newest first, one): asking for those past `version` would
+        # walk all of the aggregate's events when there are none, on every signal
+        last = self._recorder.select_events(self._id, desc=True, limit=1)
+        return bool(last) and last[0].originator_version > version
 
     def close(self) -> None:
         pass
