@@ -304,6 +304,7 @@ class ProjectionRunner:
                 chunk_size,
                 progress,
                 part=parts[0],
+                others=others,
             )
             read += sum(other.result() for other in others)
         bulk.load(
@@ -385,15 +386,20 @@ def _load_chunks(
     chunk_size: int,
     progress: Progress | None = None,
     part: tuple[int, int] | None = None,
+    others: Sequence[Future[int]] = (),
 ) -> int:
     """The bulk load of the events after `after` up to `upto` (with `part`, of that part of
-    the aggregates only, leaving the staging position alone). Returns events read."""
+    the aggregates only, leaving the staging position alone). Returns events read. Stops
+    as soon as one of `others` (the other parts' processes) has failed."""
     tables = projection.tables
     written: dict[str, set[Any]] = {}  # keys of the rows written so far, by table
     position, read = after, 0
     with _gc_paused(), ThreadPoolExecutor(1, "projection-write") as writer:
         writing: Future[None] | None = None
         for page in _read_ahead(bulk.log_pages(log_store, after, upto, chunk_size, part)):
+            for other in others:
+                if other.done() and other.exception() is not None:
+                    other.result()  # raises it: no use finishing this part
             new, known = _split(collapse(_apply(projection, name, page), tables), written)
             if writing is not None:
                 writing.result()  # the chunk before, committed (or its error)

@@ -287,8 +287,8 @@ class PostgresProjectionStore(PostgresTrackingRecorder):
     ) -> None:
         """A rebuild's batch into the staging tables and their position, in one transaction.
         `new` rows have keys the staging tables do not hold (the rebuild has not written them):
-        they are written with COPY, their lookups resolved by one query per looked-up column
-        once the tables read are written. `known` rows are written as `commit` writes them.
+        they are written with binary COPY (`_copy`), their lookups resolved once the tables
+        they read are written. `known` rows are written as `commit` writes them.
         Table by table, in the order of `tables`. A row COPY cannot write (a key or constraint
         it breaks) fails the whole batch: nothing is applied, as with `commit`. With
         `position` None the staging position is left alone (one of several processes loading
