@@ -44,9 +44,11 @@ from backtest_speed import random_walk, run_backtesting_py  # noqa: E402
 IMPORTS = (
     "import eventsourcing.application, eventsourcing.domain, eventsourcing.persistence;"
     "import numpy, pandas;"
-    "import domain.order, domain.position, domain.signal_decision, domain.risk;"
-    "import adapters.marketdata.bar_files, adapters.strategies.moving_average_cross;"
-    "import adapters.eventstore.transcoder"
+    "import trading_engine.domain.order, trading_engine.domain.position;"
+    "import trading_engine.domain.signal_decision, trading_engine.domain.risk;"
+    "import trading_engine.adapters.marketdata.bar_files;"
+    "import trading_engine.adapters.strategies.moving_average_cross;"
+    "import trading_engine.adapters.eventstore.transcoder"
 )
 
 
@@ -67,7 +69,7 @@ def library_alone(count: int) -> tuple[float, float]:
     from eventsourcing.domain import Aggregate
     from eventsourcing.persistence import Mapper
 
-    from adapters.eventstore.transcoder import OrjsonTranscoder
+    from trading_engine.adapters.eventstore.transcoder import OrjsonTranscoder
 
     class Bare(Aggregate):
         class Changed(Aggregate.Event):
@@ -98,15 +100,15 @@ def main() -> None:
 
     from eventsourcing.persistence import Mapper
 
-    from adapters.eventstore.transcoder import OrjsonTranscoder
-    from adapters.marketdata.bar_files import read_bars
-    from adapters.strategies.moving_average_cross import MovingAverageCross
-    from domain.models import Execution
-    from domain.order import Order
-    from domain.position import Position
-    from domain.risk import RiskLimits, TradingControl
-    from domain.signal_decision import SignalDecision
-    from domain.values import Side
+    from trading_engine.adapters.eventstore.transcoder import OrjsonTranscoder
+    from trading_engine.adapters.marketdata.bar_files import read_bars
+    from trading_engine.adapters.strategies.moving_average_cross import MovingAverageCross
+    from trading_engine.domain.models import Execution
+    from trading_engine.domain.order import Order
+    from trading_engine.domain.position import Position
+    from trading_engine.domain.risk import RiskLimits, TradingControl
+    from trading_engine.domain.signal_decision import SignalDecision
+    from trading_engine.domain.values import Side
 
     with tempfile.TemporaryDirectory() as folder:
         csv = Path(folder) / "BTC_JPY.csv"

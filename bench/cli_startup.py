@@ -65,7 +65,7 @@ def lines(every_command: bool) -> list[tuple[str, list[str]]]:
 def command_paths() -> list[tuple[str, ...]]:
     import typer
 
-    from app.cli import cli
+    from trading_engine.app.cli import cli
 
     paths: list[tuple[str, ...]] = []
 
@@ -84,7 +84,8 @@ def once(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-SCRIPT = "from app.entry import main; main()"  # as the console script, under -X importtime
+# as the console script, under -X importtime
+SCRIPT = "from trading_engine.app.entry import main; main()"
 
 
 def slowest_imports(argv: list[str], count: int) -> list[tuple[float, str]]:

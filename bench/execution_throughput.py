@@ -33,18 +33,21 @@ import psycopg
 import redis
 from psycopg import sql
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.values import OrderType, Side
-from gmo_standin import GmoStandIn
-from ports.broker import OrderRequest
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import OrderType, Side
+from trading_engine.ports.broker import OrderRequest
+from trading_engine_standins.gmo import GmoStandIn
 
 PRICE = Decimal(4_000_000)
 

@@ -45,12 +45,12 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.postgres import postgres_event_store
-from domain.models import Execution
-from domain.order import Order
-from domain.position import Position
-from domain.values import OrderStatus
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import OrderStatus
 
 EXCHANGE, SYMBOL = "gmo", "BTC_JPY"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

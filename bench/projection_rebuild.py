@@ -26,15 +26,15 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.projections.postgres import postgres_projection_store
-from adapters.sql.connections import connect_postgres
-from adapters.sql.migrations import migrate_postgres
-from app.projection_runner import rebuild
-from app.projections import OrdersProjection
-from domain.models import Execution
-from domain.order import Order
-from domain.values import Side
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.projections.postgres import postgres_projection_store
+from trading_engine.adapters.sql.connections import connect_postgres
+from trading_engine.adapters.sql.migrations import migrate_postgres
+from trading_engine.app.projection_runner import rebuild
+from trading_engine.app.projections import OrdersProjection
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.values import Side
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -69,7 +69,7 @@ KEY, SECRET = "bench-key", "bench-secret"
 def standin_child() -> None:
     """The stand-in GMO server; prints its URL, then `order <symbol> <monotonic_ns>` as each
     order request arrives (its request line and headers read, before its body)."""
-    from gmo_standin import GmoStandIn, server
+    from trading_engine_standins.gmo import GmoStandIn, server
 
     handle = server._Handler._handle
 
@@ -101,16 +101,16 @@ def standin_child() -> None:
 def engine_child(trace_path: str) -> None:
     """`trading-engine run`, with its event stores' statements counted and the execution
     thread's signals, order requests and polls marked; the trace is written at exit."""
-    from app.service import listen_for_stop_early
+    from trading_engine.app.service import listen_for_stop_early
 
     listen_for_stop_early()
-    import app.bootstrap as bootstrap
-    from adapters.brokers.gmo import GmoBroker
-    from adapters.eventstore.round_trips import RoundTrips, count_round_trips
-    from adapters.signals.redis_bus import RedisSignalSubscriber
-    from app.cli import main
-    from app.execution import ExecutionService
-    from app.execution_loop import ExecutionLoop
+    import trading_engine.app.bootstrap as bootstrap
+    from trading_engine.adapters.brokers.gmo import GmoBroker
+    from trading_engine.adapters.eventstore.round_trips import RoundTrips, count_round_trips
+    from trading_engine.adapters.signals.redis_bus import RedisSignalSubscriber
+    from trading_engine.app.cli import main
+    from trading_engine.app.execution import ExecutionService
+    from trading_engine.app.execution_loop import ExecutionLoop
 
     trips = RoundTrips()
     opened = bootstrap.open_event_store
@@ -158,7 +158,7 @@ def _marked(cls: type, name: str, trips: Any, kind: str) -> None:
 
 
 def a_signal(number: int, run: str, entry: bool) -> Any:
-    from domain.models import Signal
+    from trading_engine.domain.models import Signal
 
     return Signal(
         signal_id=f"latency-{run}-{number}",
@@ -214,7 +214,7 @@ class BareHop:
         import psycopg
         import redis
 
-        from adapters.brokers.gmo import GmoBroker
+        from trading_engine.adapters.brokers.gmo import GmoBroker
 
         self._client = redis.Redis.from_url(redis_url)
         self._stream, self._symbol = stream, symbol
@@ -230,8 +230,8 @@ class BareHop:
         self._thread.start()
 
     def _run(self) -> None:
-        from domain.values import OrderType, Side
-        from ports.broker import OrderRequest
+        from trading_engine.domain.values import OrderType, Side
+        from trading_engine.ports.broker import OrderRequest
 
         number = 0
         while not self._stop.is_set():
@@ -407,7 +407,7 @@ def main() -> None:
     import redis
     from psycopg import sql
 
-    from adapters.signals.redis_bus import RedisSignalPublisher
+    from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
 
     run = uuid.uuid4().hex[:8]
     prefix, schema = f"bench{run}:", f"bench_{run}"

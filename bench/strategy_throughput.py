@@ -25,14 +25,18 @@ import psycopg
 import redis
 from psycopg import sql
 
-from adapters.marketdata.gmo_messages import parse_entry
-from adapters.marketdata.stream_writer import publish_trades
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.strategies.registry import create_strategy
-from app.bootstrap import live_strategy_loop, simulated_strategy_loop, strategy_parameters
-from app.config import load_settings
-from domain.bars import MultiTimeframeBars
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.adapters.marketdata.gmo_messages import parse_entry
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.strategies.registry import create_strategy
+from trading_engine.app.bootstrap import (
+    live_strategy_loop,
+    simulated_strategy_loop,
+    strategy_parameters,
+)
+from trading_engine.app.config import load_settings
+from trading_engine.domain.bars import MultiTimeframeBars
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 
 def domain_only(trades, timeframes, strategy_tf, settings) -> float:

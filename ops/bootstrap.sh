@@ -10,10 +10,14 @@ fi
 extras="${1:-}"
 target="."
 [ -n "$extras" ] && target=".[${extras}]"
-stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras:-base}"
+stamp=".venv/.installed-$(cat pyproject.toml standins/pyproject.toml | sha1sum | cut -c1-12)-${extras:-base}"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install --quiet -e "$target" 2>&1 | grep -v "^WARNING: Location" || true
+  if [[ ",$extras," == *",test,"* ]]; then
+    # The stand-in exchanges the tests run against: their own distribution, not the engine's.
+    .venv/bin/python -m pip install --quiet -e ./standins 2>&1 | grep -v "^WARNING: Location" || true
+  fi
   .venv/bin/python -c "import eventsourcing, psycopg, orjson, typer" # fail loudly if install failed
   touch "$stamp"
 fi

@@ -22,6 +22,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 ops/services.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff" && ruff check src tests bench && ruff format --check src tests bench
+echo "== ruff" && ruff check src tests bench standins && ruff format --check src tests bench standins
 echo "== import-linter" && lint-imports
 echo "== pytest" && pytest "$@"

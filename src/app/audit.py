@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.errors import UnknownOrder
-from domain.order import Order
-from domain.signal_decision import SignalDecision, decision_id_for
-from ports.event_store import EventStore
+from trading_engine.domain.errors import UnknownOrder
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision, decision_id_for
+from trading_engine.ports.event_store import EventStore
 
 _DETAIL_FIELDS = {
     "Submitted": (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from app.audit import (
+from trading_engine.app.audit import (
     Transition,
     decision_fields,
     decision_for,
@@ -16,9 +16,9 @@ from app.audit import (
     order_trail,
     signal_fields,
 )
-from domain.order import Order
-from domain.signal_decision import SignalDecision
-from ports.event_store import EventStore
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
+from trading_engine.ports.event_store import EventStore
 
 
 class UnknownSignal(LookupError):

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.audit import OrderAudit, Transition
-from app.audit_signal import SignalAudit
-from domain.order import Order
-from domain.signal_decision import SignalDecision
+from trading_engine.app.audit import OrderAudit, Transition
+from trading_engine.app.audit_signal import SignalAudit
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
 
 
 def json_text(document: dict[str, Any]) -> str:

@@ -30,17 +30,17 @@ from decimal import ROUND_FLOOR, Decimal
 from itertools import groupby
 from typing import Any, Protocol
 
-from app.backtest_results import BacktestResult, ClosedTrade, EquityPoint, OpenTrade
-from app.execution_loop import ExecutionLoop
-from app.strategy_loop import StrategyLoop
-from domain.market import Trade
-from domain.models import OHLCV, Signal, signal_id_for
-from domain.position import Position, position_id_for
-from domain.values import ZERO, Side, SignalAction, money_context
-from ports.broker import MarketSimulator
-from ports.event_store import EventStore
-from ports.repositories import SignalRepository
-from ports.signal_bus import SignalPublisher
+from trading_engine.app.backtest_results import BacktestResult, ClosedTrade, EquityPoint, OpenTrade
+from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.app.strategy_loop import StrategyLoop
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV, Signal, signal_id_for
+from trading_engine.domain.position import Position, position_id_for
+from trading_engine.domain.values import ZERO, Side, SignalAction, money_context
+from trading_engine.ports.broker import MarketSimulator
+from trading_engine.ports.event_store import EventStore
+from trading_engine.ports.repositories import SignalRepository
+from trading_engine.ports.signal_bus import SignalPublisher
 
 # backtesting.py's default `size`: "all available equity", as a fraction just below 1
 ALL_IN = Decimal(1) - Decimal(sys.float_info.epsilon)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.backtest_chart_data import (
+from trading_engine.app.backtest_chart_data import (
     Candles,
     Indicators,
     bar_period_ms,
@@ -26,9 +26,9 @@ from app.backtest_chart_data import (
     minmax_indices,
     open_return,
 )
-from app.backtest_chart_page import money
-from app.backtest_chart_panels import LinkedPanels
-from app.backtest_results import (
+from trading_engine.app.backtest_chart_page import money
+from trading_engine.app.backtest_chart_panels import LinkedPanels
+from trading_engine.app.backtest_results import (
     BacktestResult,
     ClosedTrade,
     OpenTrade,

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from app.backtest_results import BacktestResult, OpenTrade
-from domain.indicators import RSI, SMA
+from trading_engine.app.backtest_results import BacktestResult, OpenTrade
+from trading_engine.domain.indicators import RSI, SMA
 
 __all__ = [
     "MAX_CANDLES",

@@ -17,8 +17,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from app.backtest_chart_data import Candles, candles_for, open_return, strategy_indicators
-from app.backtest_results import BacktestResult, trade_return
+from trading_engine.app.backtest_chart_data import (
+    Candles,
+    candles_for,
+    open_return,
+    strategy_indicators,
+)
+from trading_engine.app.backtest_results import BacktestResult, trade_return
 
 __all__ = ["MAX_SYMBOLS", "MAX_TABLE_TRADES", "money", "render_report_html", "report_title"]
 
@@ -326,7 +331,7 @@ def render_report_html(result: BacktestResult, metrics: dict, parameters: dict[s
     from bokeh.resources import Resources
 
     # here, not at the top: the charts label the equity with `money`, from this module
-    from app.backtest_chart import LOSS_COLOUR, OPEN_COLOUR, WIN_COLOUR, build_layout
+    from trading_engine.app.backtest_chart import LOSS_COLOUR, OPEN_COLOUR, WIN_COLOUR, build_layout
 
     title = report_title(parameters)
     symbols = list(dict.fromkeys([*result.bars, *result.prices]))

@@ -24,8 +24,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from app.backtest_chart_page import render_report_html
-from app.backtest_results import BacktestResult, drawdown_fractions
+from trading_engine.app.backtest_chart_page import render_report_html
+from trading_engine.app.backtest_results import BacktestResult, drawdown_fractions
 
 __all__ = ["OUTPUT_NAMES", "render_report", "write_outputs"]
 

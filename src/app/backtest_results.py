@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from domain.models import OHLCV
+from trading_engine.domain.models import OHLCV
 
 if TYPE_CHECKING:  # imported by the functions that compute: `--help`, audits and exports don't
     import numpy as np

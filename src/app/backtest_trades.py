@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from app.backtest import (
+from trading_engine.app.backtest import (
     HeldSignals,
     Marks,
     Progress,
@@ -31,16 +31,16 @@ from app.backtest import (
     refresh_positions,
     round_trips,
 )
-from app.backtest_results import BacktestResult, EquityPoint
-from app.execution_loop import ExecutionLoop
-from app.strategy_loop import StrategyLoop
-from domain.bars import bucket_start
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.position import Position
-from domain.values import ZERO, Exchange, Symbol, Timeframe
-from ports.broker import MarketSimulator
-from ports.event_store import EventStore
+from trading_engine.app.backtest_results import BacktestResult, EquityPoint
+from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.app.strategy_loop import StrategyLoop
+from trading_engine.domain.bars import bucket_start
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import ZERO, Exchange, Symbol, Timeframe
+from trading_engine.ports.broker import MarketSimulator
+from trading_engine.ports.event_store import EventStore
 
 
 class TradeBacktest:

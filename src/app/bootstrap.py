@@ -21,25 +21,25 @@ from urllib.parse import urlsplit
 
 import eventsourcing.persistence
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.manual import ManualClock
-from adapters.clocks.system import SystemClock
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.log_copy import append_log
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.logs.json_lines import JsonLinesFormatter, RedactingTextFormatter
-from adapters.logs.redaction import Redactor, url_passwords
-from adapters.marketdata.gmo_messages import entry_fields
-from adapters.marketdata.in_process import InProcessLog, InProcessSource
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.marketdata.trade_files import read_gmo_trades
-from adapters.projections.sqlite import sqlite_projection_store
-from adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
-from adapters.sql.migrations import migrate_postgres, migrate_sqlite
-from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
-from adapters.strategies.registry import UnknownStrategy, create_strategy
-from app.backtest import (
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.clocks.system import SystemClock
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.log_copy import append_log
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.logs.json_lines import JsonLinesFormatter, RedactingTextFormatter
+from trading_engine.adapters.logs.redaction import Redactor, url_passwords
+from trading_engine.adapters.marketdata.gmo_messages import entry_fields
+from trading_engine.adapters.marketdata.in_process import InProcessLog, InProcessSource
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.marketdata.trade_files import read_gmo_trades
+from trading_engine.adapters.projections.sqlite import sqlite_projection_store
+from trading_engine.adapters.sql.connections import connect_postgres, connect_sqlite, split_schema
+from trading_engine.adapters.sql.migrations import migrate_postgres, migrate_sqlite
+from trading_engine.adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
+from trading_engine.adapters.strategies.registry import UnknownStrategy, create_strategy
+from trading_engine.app.backtest import (
     ALL_IN,
     BarBacktest,
     EquitySizer,
@@ -47,26 +47,26 @@ from app.backtest import (
     Marks,
     SignalsKeptUntilEnd,
 )
-from app.backtest_trades import TradeBacktest
-from app.config import ConfigError, Settings
-from app.execution import ExecutionService, ExecutionSettings
-from app.execution_loop import ExecutionLoop
-from app.health import Check, Readiness, dead_letter_samples, stats_samples
-from app.metered_broker import MeteredBroker
-from app.order_monitor import OrderMonitor
-from app.orders import OrderService
-from app.projection_runner import ProjectionRunner
-from app.projections import all_projections
-from app.resilience import LoopHealth
-from app.sole_writer import SoleWriterStore
-from app.strategy_loop import StrategyFactory, StrategyLoop
-from domain.errors import InvalidValue
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.risk import RiskLimits, TradingControl, control_id_for
-from domain.signal_age import SignalAgeLimit
-from domain.sizing import GMO_RULES, SymbolRules
-from domain.values import (
+from trading_engine.app.backtest_trades import TradeBacktest
+from trading_engine.app.config import ConfigError, Settings
+from trading_engine.app.execution import ExecutionService, ExecutionSettings
+from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.app.health import Check, Readiness, dead_letter_samples, stats_samples
+from trading_engine.app.metered_broker import MeteredBroker
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.app.orders import OrderService
+from trading_engine.app.projection_runner import ProjectionRunner
+from trading_engine.app.projections import all_projections
+from trading_engine.app.resilience import LoopHealth
+from trading_engine.app.sole_writer import SoleWriterStore
+from trading_engine.app.strategy_loop import StrategyFactory, StrategyLoop
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.risk import RiskLimits, TradingControl, control_id_for
+from trading_engine.domain.signal_age import SignalAgeLimit
+from trading_engine.domain.sizing import GMO_RULES, SymbolRules
+from trading_engine.domain.values import (
     ZERO,
     Exchange,
     OrderStatus,
@@ -75,13 +75,13 @@ from domain.values import (
     Timeframe,
     paper_venue,
 )
-from ports.broker import Broker, RetryLater, TradingPaused
-from ports.change_watch import ChangeWatch
-from ports.clock import Clock
-from ports.event_store import EventStore
-from ports.health import MetricsSource, Sample
-from ports.projections import LogWatcher, ProjectionStore
-from ports.signal_bus import SignalSubscriber
+from trading_engine.ports.broker import Broker, RetryLater, TradingPaused
+from trading_engine.ports.change_watch import ChangeWatch
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import EventStore
+from trading_engine.ports.health import MetricsSource, Sample
+from trading_engine.ports.projections import LogWatcher, ProjectionStore
+from trading_engine.ports.signal_bus import SignalSubscriber
 
 # The exchange clients, Redis, what only PostgreSQL uses, the health endpoint and the bar
 # file reader (pandas) are imported by the functions that use them: a command loads what
@@ -89,8 +89,8 @@ from ports.signal_bus import SignalSubscriber
 if TYPE_CHECKING:
     import redis
 
-    from adapters.http.health_server import HealthServer
-    from adapters.logs.db_log import DatabaseLogHandler
+    from trading_engine.adapters.http.health_server import HealthServer
+    from trading_engine.adapters.logs.db_log import DatabaseLogHandler
 
 
 def open_event_store(database_url: str) -> EventSourcedStore:
@@ -100,7 +100,7 @@ def open_event_store(database_url: str) -> EventSourcedStore:
     if scheme == "sqlite":
         return sqlite_event_store(sqlite_path(database_url))
     if scheme in ("postgresql", "postgres"):
-        from adapters.eventstore.postgres import postgres_event_store
+        from trading_engine.adapters.eventstore.postgres import postgres_event_store
 
         return postgres_event_store(database_url)
     raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r}")
@@ -179,7 +179,10 @@ def projections(database_url: str, batch_size: int = 1000) -> ProjectionWiring:
     if scheme == "sqlite":
         store = sqlite_projection_store(sqlite_path(database_url))
     else:
-        from adapters.projections.postgres import PostgresLogWatcher, postgres_projection_store
+        from trading_engine.adapters.projections.postgres import (
+            PostgresLogWatcher,
+            postgres_projection_store,
+        )
 
         store = postgres_projection_store(database_url)
         watcher = PostgresLogWatcher(database_url)
@@ -255,8 +258,8 @@ def live_strategy_loop(settings: Settings, clock: Clock | None = None) -> tuple[
     """Redis Streams in, Redis signal stream out, bars and signals in `DATABASE_URL`."""
     import redis
 
-    from adapters.marketdata.redis_streams import RedisStreamsSource
-    from adapters.signals.redis_bus import RedisSignalPublisher
+    from trading_engine.adapters.marketdata.redis_streams import RedisStreamsSource
+    from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
 
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     prefix = settings.STREAM_PREFIX
@@ -298,7 +301,7 @@ def simulated_strategy_loop(
 ) -> tuple[StrategyLoop, InProcessLog, Any]:
     """The same loop over the in-process log (no servers): trades go in as `md:trade` entries
     in GMO's format, so they are validated exactly as live entries are."""
-    from adapters.signals.in_process_bus import InProcessSignalPublisher
+    from trading_engine.adapters.signals.in_process_bus import InProcessSignalPublisher
 
     log = InProcessLog()
     for trade in trades:
@@ -349,7 +352,7 @@ def trades_from(file: Path | None, synthetic: int | None, seed: int, start: date
 def publish_to_redis(settings: Settings, trades: Iterable[Trade], speed: float, progress) -> int:
     import redis
 
-    from adapters.marketdata.stream_writer import publish_trades
+    from trading_engine.adapters.marketdata.stream_writer import publish_trades
 
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     try:
@@ -373,10 +376,10 @@ def open_broker(settings: Settings) -> Broker:
     if not key or not secret:
         raise ConfigError("execution needs API_KEY and API_SECRET for " + settings.EXCHANGE_NAME)
     if settings.EXCHANGE_NAME == "gmo":
-        from adapters.brokers.gmo import GmoBroker
+        from trading_engine.adapters.brokers.gmo import GmoBroker
 
         return GmoBroker(settings.REST_BASE_URL, key, secret, timeout=settings.REST_TIMEOUT_SECONDS)
-    from adapters.brokers.ccxt_broker import CcxtBroker
+    from trading_engine.adapters.brokers.ccxt_broker import CcxtBroker
 
     try:
         return CcxtBroker(
@@ -501,7 +504,7 @@ def _control_watch(store: EventStore, exchange: str) -> ChangeWatch | None:
     cache hits; the in-memory watch scanned the control's events on every signal."""
     if not hasattr(store, "recorder") or getattr(store, "sole_writer", False):
         return None
-    from adapters.eventstore.change_watch import change_watch
+    from trading_engine.adapters.eventstore.change_watch import change_watch
 
     return change_watch(store, control_id_for(exchange), TradingControl)
 
@@ -510,7 +513,7 @@ def live_execution_loop(settings: Settings) -> tuple[ExecutionLoop, Any]:
     """`signal:{exchange}` from Redis, orders on the exchange, events in `DATABASE_URL`."""
     import redis
 
-    from adapters.signals.redis_bus import RedisSignalSubscriber
+    from trading_engine.adapters.signals.redis_bus import RedisSignalSubscriber
 
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=False)
     subscriber = RedisSignalSubscriber(
@@ -622,7 +625,10 @@ def _backtest_wiring(
     fill_market_at: str,
     log: InProcessLog | None = None,
 ) -> _BacktestWiring:
-    from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
+    from trading_engine.adapters.signals.in_process_bus import (
+        InProcessSignalPublisher,
+        InProcessSignalSubscriber,
+    )
 
     clock = ManualClock(first)
     # The run is the only writer of its log: it runs on an in-memory store, whose cached
@@ -851,7 +857,7 @@ def synthetic_bar_set(
     bars: 0.1 %, hourly: 0.77 %, about 72 % a year, a crypto market's order); its trending
     regimes drift by the same 0.04 % per bar whatever the length, so a year of hourly bars
     moves like a year of a market, not like 60 years."""
-    from adapters.marketdata.synthetic_bars import synthetic_bars  # (numpy)
+    from trading_engine.adapters.marketdata.synthetic_bars import synthetic_bars  # (numpy)
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     scale = math.sqrt(Timeframe(timeframe).seconds / 60)
@@ -878,7 +884,7 @@ def read_bar_files(
 ) -> dict[str, list[OHLCV]]:
     """One bar file per symbol (symbol from the file name unless given; bar length inferred
     unless given), for a backtest. What the reader had to round is told to `warn`."""
-    from adapters.marketdata.bar_files import read_bars
+    from trading_engine.adapters.marketdata.bar_files import read_bars
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -923,8 +929,8 @@ def health_server(
         return None
     import redis
 
-    from adapters.brokers.gmo import GmoBroker
-    from adapters.http.health_server import HealthServer
+    from trading_engine.adapters.brokers.gmo import GmoBroker
+    from trading_engine.adapters.http.health_server import HealthServer
 
     checks: dict[str, Check] = {}
     if loops is not None:  # a loop waiting out a server that is away is not ready
@@ -1031,7 +1037,7 @@ class _GroupState:
 
 def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> list[tuple[str, str]]:
     """(stream, group) of each stream this process reads, named as the loops name them."""
-    from adapters.signals.redis_bus import EXECUTION_GROUP, signal_stream
+    from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP, signal_stream
 
     prefix = settings.STREAM_PREFIX
     streams = [(prefix + s, STRATEGY_GROUP) for s in MARKET_STREAMS] if strategy else []
@@ -1205,7 +1211,7 @@ def configure_logging(settings: Settings, *, to_database: bool = True) -> LogSet
     database = None
     scheme = urlsplit(settings.DATABASE_URL).scheme
     if to_database and settings.LOG_TO_DATABASE:
-        from adapters.logs.db_log import postgres_log_handler, sqlite_log_handler
+        from trading_engine.adapters.logs.db_log import postgres_log_handler, sqlite_log_handler
 
         if scheme in ("postgresql", "postgres"):
             database = postgres_log_handler(settings.DATABASE_URL, redact)
@@ -1221,6 +1227,6 @@ def import_what_a_backtest_imports() -> None:
     process pool forks its workers from the caller, and each would import them again."""
     import pyarrow.pandas_compat  # noqa: F401  (pandas reading a bar file)
 
-    import adapters.marketdata.bar_files
-    import adapters.marketdata.synthetic_bars
-    import adapters.signals.in_process_bus  # noqa: F401
+    import trading_engine.adapters.marketdata.bar_files
+    import trading_engine.adapters.marketdata.synthetic_bars
+    import trading_engine.adapters.signals.in_process_bus  # noqa: F401

@@ -16,17 +16,23 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from app.cli_backtest import backtest
-from app.cli_export import export_cli
-from app.cli_options import DatabaseOption
-from app.cli_projections import projections_cli
-from app.cli_sweep import sweep
-from app.cli_verify import verify_log
+from trading_engine.app.cli_backtest import backtest
+from trading_engine.app.cli_export import export_cli
+from trading_engine.app.cli_options import DatabaseOption
+from trading_engine.app.cli_projections import projections_cli
+from trading_engine.app.cli_sweep import sweep
+from trading_engine.app.cli_verify import verify_log
 
 if TYPE_CHECKING:
-    from app.resilience import LoopHealth
+    from trading_engine.app.resilience import LoopHealth
 
-SAMPLE_TRADES = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
+
+def sample_trades() -> Path:
+    """The bundled GMO trades file (package data: found in a wheel as in the source tree)."""
+    from importlib import resources
+
+    return Path(str(resources.files("trading_engine") / "samples" / "gmo_BTC_JPY_sample.csv.gz"))
+
 
 cli = typer.Typer(
     name="trading-engine",
@@ -41,7 +47,7 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _settings(database_url: str | None):
-    from app.config import ConfigError, load_settings
+    from trading_engine.app.config import ConfigError, load_settings
 
     try:
         overrides = {"DATABASE_URL": database_url} if database_url else {}
@@ -58,9 +64,9 @@ def demo(database_url: DatabaseOption = None) -> None:
 
     from rich.table import Table
 
-    from app.audit import order_trail
-    from app.bootstrap import bootstrap
-    from app.demo import order_summary, scripted_lifecycle
+    from trading_engine.app.audit import order_trail
+    from trading_engine.app.bootstrap import bootstrap
+    from trading_engine.app.demo import order_summary, scripted_lifecycle
 
     settings = _settings(database_url)
     engine = bootstrap(settings.DATABASE_URL)
@@ -130,11 +136,11 @@ def run() -> None:
     import psycopg
     from redis.exceptions import RedisError
 
-    from app.bootstrap import configure_logging, health_server
-    from app.config import ConfigError
-    from app.resilience import LoopHealth
-    from app.service import stop_on_signals
-    from ports.broker import BrokerError
+    from trading_engine.app.bootstrap import configure_logging, health_server
+    from trading_engine.app.config import ConfigError
+    from trading_engine.app.resilience import LoopHealth
+    from trading_engine.app.service import stop_on_signals
+    from trading_engine.ports.broker import BrokerError
 
     settings = _settings(None)
     logs = configure_logging(settings)
@@ -180,15 +186,15 @@ def run() -> None:
 def _start(settings, closers: list, loops: LoopHealth, should_stop, log):
     """Migrations, then the loops (each reconciles and recovers its pending entries when it
     starts). A server that is away at start is waited for, as during the run."""
-    from app.bootstrap import (
+    from trading_engine.app.bootstrap import (
         connect_paper_market,
         live_execution_loop,
         live_strategy_loop,
         projections,
         transient_errors,
     )
-    from app.bootstrap import migrate as bootstrap_migrate
-    from app.resilience import Backoff, run_resilient
+    from trading_engine.app.bootstrap import migrate as bootstrap_migrate
+    from trading_engine.app.resilience import Backoff, run_resilient
 
     def open_all():
         wiring = strategy = execution = None
@@ -233,7 +239,7 @@ def _follow_projections(wiring, stop, interval: float, log, report: dict) -> Non
     not stop trading (risk reads the event log, not the tables): it waits for a fix."""
     import time
 
-    from app.projection_runner import ProjectionFailed, follow_all
+    from trading_engine.app.projection_runner import ProjectionFailed, follow_all
 
     while not stop():
         try:
@@ -256,8 +262,8 @@ def _run_loops(
     import threading
     import time
 
-    from app.bootstrap import transient_errors
-    from app.resilience import Backoff, LoopHealth, run_resilient
+    from trading_engine.app.bootstrap import transient_errors
+    from trading_engine.app.resilience import Backoff, LoopHealth, run_resilient
 
     failure: list[BaseException] = []
     finished = threading.Event()  # the strategy loop ended: the execution loop ends too
@@ -370,7 +376,7 @@ ReasonArgument = Annotated[str, typer.Option("--reason", help="Why (kept in the 
 
 
 def _control(database_url: str | None, change: str | None, reason: str) -> None:
-    from app.bootstrap import risk_limits, trading_control
+    from trading_engine.app.bootstrap import risk_limits, trading_control
 
     settings = _settings(database_url)
     service, close = trading_control(settings)
@@ -433,10 +439,10 @@ def audit_order_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """Every transition of an order, its causing signal and decision, and its fills."""
-    from app.audit import AmbiguousOrder, audit_order, order_document
-    from app.audit_view import json_text, print_order_audit
-    from app.bootstrap import bootstrap
-    from domain.errors import UnknownOrder
+    from trading_engine.app.audit import AmbiguousOrder, audit_order, order_document
+    from trading_engine.app.audit_view import json_text, print_order_audit
+    from trading_engine.app.bootstrap import bootstrap
+    from trading_engine.domain.errors import UnknownOrder
 
     engine = bootstrap(_settings(database_url).DATABASE_URL)
     try:
@@ -458,9 +464,9 @@ def audit_signal_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """What a signal led to: its decision and each order's status and trail."""
-    from app.audit_signal import UnknownSignal, audit_signal, signal_document
-    from app.audit_view import json_text, print_signal_audit
-    from app.bootstrap import bootstrap
+    from trading_engine.app.audit_signal import UnknownSignal, audit_signal, signal_document
+    from trading_engine.app.audit_view import json_text, print_signal_audit
+    from trading_engine.app.bootstrap import bootstrap
 
     engine = bootstrap(_settings(database_url).DATABASE_URL)
     try:
@@ -488,7 +494,7 @@ def replay(
     from redis.exceptions import RedisError
     from rich.progress import Progress
 
-    from app.bootstrap import publish_to_redis, synthetic_start, trades_from
+    from trading_engine.app.bootstrap import publish_to_redis, synthetic_start, trades_from
 
     settings = _settings(None)
     if (file is None) == (synthetic is None):
@@ -532,15 +538,15 @@ def simulate(
 
     from rich.table import Table
 
-    from app.bootstrap import simulated_strategy_loop, trades_from
-    from app.config import ConfigError
+    from trading_engine.app.bootstrap import simulated_strategy_loop, trades_from
+    from trading_engine.app.config import ConfigError
 
     if database_url is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         database_url = f"sqlite:///data/simulations/sim-{stamp}-{uuid.uuid4().hex[:6]}.sqlite3"
     settings = _settings(database_url)
     if file is None and synthetic is None:
-        file = SAMPLE_TRADES
+        file = sample_trades()
     try:
         loop, log, close = simulated_strategy_loop(
             settings, trades_from(file, synthetic, seed, None)
@@ -581,8 +587,8 @@ def simulate(
 
 @cli.command()
 def migrate(database_url: DatabaseOption = None) -> None:
-    """Apply the SQL migrations (ops/migrations) to the DATABASE_URL database."""
-    from app.bootstrap import migrate as bootstrap_migrate
+    """Apply the SQL migrations (package data: adapters/sql/schema) to the DATABASE_URL database."""
+    from trading_engine.app.bootstrap import migrate as bootstrap_migrate
 
     settings = _settings(database_url)
     applied = bootstrap_migrate(settings.DATABASE_URL)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from app.cli_options import (
+from trading_engine.app.cli_options import (
     RUN_STORE,
     CashOption,
     CommissionOption,
@@ -141,9 +141,9 @@ def backtest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from app.backtest_report import write_outputs
-    from app.backtest_results import ANNUALISE_MIN_DAYS, compute_metrics
-    from app.bootstrap import (
+    from trading_engine.app.backtest_report import write_outputs
+    from trading_engine.app.backtest_results import ANNUALISE_MIN_DAYS, compute_metrics
+    from trading_engine.app.bootstrap import (
         BacktestOptions,
         bar_backtest,
         new_backtest_venue,
@@ -152,9 +152,9 @@ def backtest(
         synthetic_bar_set,
         trade_backtest,
     )
-    from app.config import ConfigError, load_settings
-    from domain.errors import DomainError
-    from domain.values import Timeframe
+    from trading_engine.app.config import ConfigError, load_settings
+    from trading_engine.domain.errors import DomainError
+    from trading_engine.domain.values import Timeframe
 
     if sum((bool(data), bool(trades), bool(synthetic))) != 1:
         raise _fail("give one of --data FILE (bars), --trades FILE (GMO trades), --synthetic N")
@@ -267,7 +267,7 @@ def backtest(
 def _claim(out: Path, overwrite: bool) -> None:
     """Make `out` the folder of this run only: a run already there is refused, or with
     --overwrite removed first (its event log too: a fresh store, not a second run in it)."""
-    from app.backtest_report import OUTPUT_NAMES
+    from trading_engine.app.backtest_report import OUTPUT_NAMES
 
     held = [out / name for name in (RUN_STORE, *OUTPUT_NAMES) if (out / name).exists()]
     if held and not overwrite:

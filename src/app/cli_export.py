@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from app.cli_options import DatabaseOption
+from trading_engine.app.cli_options import DatabaseOption
 
 # The engine's modules are imported by the commands that use them: `--help` loads none.
 if TYPE_CHECKING:
-    from app.log_exports import ExportFilter
-    from domain.tax import Method
+    from trading_engine.app.log_exports import ExportFilter
+    from trading_engine.domain.tax import Method
 
 export_cli = typer.Typer(help="Documents exported from the event log.", no_args_is_help=True)
 errors = Console(stderr=True)
@@ -48,8 +48,8 @@ def _year(value: str) -> int:
 
 
 def _method(value: str) -> Method:
-    from domain.errors import InvalidValue
-    from domain.tax import Method
+    from trading_engine.domain.errors import InvalidValue
+    from trading_engine.domain.tax import Method
 
     try:
         return Method.parse(value)
@@ -59,8 +59,8 @@ def _method(value: str) -> Method:
 
 
 def _database_url(database_url: str | None) -> str:
-    from app.bootstrap import sqlite_path
-    from app.config import ConfigError, load_settings
+    from trading_engine.app.bootstrap import sqlite_path
+    from trading_engine.app.config import ConfigError, load_settings
 
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
@@ -107,10 +107,10 @@ def tax(
     """
     import psycopg
 
-    from app.bootstrap import open_event_store
-    from app.config import ConfigError
-    from app.log_exports import ExportFilter
-    from app.tax_export import FORMATS, no_trades_note, tax_report, write_report
+    from trading_engine.app.bootstrap import open_event_store
+    from trading_engine.app.config import ConfigError
+    from trading_engine.app.log_exports import ExportFilter
+    from trading_engine.app.tax_export import FORMATS, no_trades_note, tax_report, write_report
 
     # Every argument is checked before anything is opened.
     tax_year = _year(year)
@@ -168,11 +168,11 @@ def _reconcile(
 ):
     """Moving-average gains (the engine's own cost method) against the executions export and
     the positions projection, brought up to the log's head first."""
-    from app.bootstrap import projections
-    from app.log_exports import ExportFilter
-    from app.tax_check import reconcile
-    from app.tax_export import tax_report
-    from domain.tax import Method
+    from trading_engine.app.bootstrap import projections
+    from trading_engine.app.log_exports import ExportFilter
+    from trading_engine.app.tax_check import reconcile
+    from trading_engine.app.tax_export import tax_report
+    from trading_engine.domain.tax import Method
 
     moving = report
     if report.method is not Method.MOVING_AVERAGE:
@@ -219,7 +219,7 @@ def _report_check(result) -> None:
 
 def _summary(report, out: Path, exchange: str | None, symbol: str | None) -> None:
     """A short account on the terminal, rounded to the yen (the file is exact)."""
-    from app.tax_export import scope
+    from trading_engine.app.tax_export import scope
 
     console = Console(soft_wrap=True)
     console.print(
@@ -270,11 +270,11 @@ def _log_export(
     import psycopg
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.bootstrap import open_event_store
-    from app.config import ConfigError
-    from app.export_files import FORMATS as EXPORT_FORMATS
-    from app.export_files import write_export
-    from app.log_exports import KINDS, ExportFilter
+    from trading_engine.app.bootstrap import open_event_store
+    from trading_engine.app.config import ConfigError
+    from trading_engine.app.export_files import FORMATS as EXPORT_FORMATS
+    from trading_engine.app.export_files import write_export
+    from trading_engine.app.log_exports import KINDS, ExportFilter
 
     # Everything is checked before anything is opened or written.
     if fmt not in EXPORT_FORMATS:

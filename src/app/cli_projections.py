@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from app.cli_options import DatabaseOption
+from trading_engine.app.cli_options import DatabaseOption
 
 # The engine's modules are imported by the commands that use them: `--help` loads none.
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from app.bootstrap import ProjectionWiring
+    from trading_engine.app.bootstrap import ProjectionWiring
 
 projections_cli = typer.Typer(
     help="Read tables derived from the event log: status, run, rebuild.", no_args_is_help=True
@@ -25,14 +25,14 @@ NAMES = ("orders", "positions")  # the keys of _makers()
 
 
 def _makers() -> dict:
-    from app.projections import OrdersProjection, PositionsProjection
+    from trading_engine.app.projections import OrdersProjection, PositionsProjection
 
     return {"orders": OrdersProjection, "positions": PositionsProjection}
 
 
 def _wiring(database_url: str | None) -> ProjectionWiring:
-    from app.bootstrap import projections
-    from app.config import ConfigError, load_settings
+    from trading_engine.app.bootstrap import projections
+    from trading_engine.app.config import ConfigError, load_settings
 
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
@@ -101,9 +101,9 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Catch up to the head, then exit.")] = False,
 ) -> None:
     """Apply new events to the tables: once, or following the log until SIGTERM/SIGINT."""
-    from app.config import load_settings
-    from app.projection_runner import ProjectionFailed, follow_all
-    from app.service import stop_on_signals
+    from trading_engine.app.config import load_settings
+    from trading_engine.app.projection_runner import ProjectionFailed, follow_all
+    from trading_engine.app.service import stop_on_signals
 
     wiring = _wiring(database_url)
     try:
@@ -140,8 +140,8 @@ def rebuild_command(
 ) -> None:
     """Rebuild projections from the log into fresh tables while the live ones keep serving,
     then swap them in, one transaction per projection."""
-    from app.projection_runner import ProjectionFailed, rebuild
-    from ports.projections import ProjectionStoreError
+    from trading_engine.app.projection_runner import ProjectionFailed, rebuild
+    from trading_engine.ports.projections import ProjectionStoreError
 
     if name != "all" and name not in NAMES:
         errors.print(f"[red]unknown projection {name!r}: choose {', '.join(NAMES)} or all[/red]")

@@ -11,8 +11,8 @@ from typing import IO, Annotated, Any
 import typer
 from rich.console import Console
 
-from app.cli_backtest import SHOWN, _fail, _number, parse_params
-from app.cli_options import (
+from trading_engine.app.cli_backtest import SHOWN, _fail, _number, parse_params
+from trading_engine.app.cli_options import (
     RUN_STORE,
     CashOption,
     CommissionOption,
@@ -134,9 +134,13 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from app.bootstrap import import_what_a_backtest_imports, read_bar_files, strategy_factory
-    from app.config import ConfigError
-    from app.sweep import (
+    from trading_engine.app.bootstrap import (
+        import_what_a_backtest_imports,
+        read_bar_files,
+        strategy_factory,
+    )
+    from trading_engine.app.config import ConfigError
+    from trading_engine.app.sweep import (
         SweepJob,
         backtest_settings,
         grid,
@@ -286,7 +290,7 @@ def sweep(
 def _rankable(sort: str, results: list[dict]) -> str:
     """`sort`, unless it is an annualised figure that no point has because the data span
     less than a month: then the return (and the reason, said once)."""
-    from app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
+    from trading_engine.app.backtest_results import ANNUALISE_MIN_DAYS, ANNUALISED
 
     ran = [result for result in results if "error" not in result]
     if sort not in ANNUALISED or not ran or any(result.get("annualised") for result in ran):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from app.cli_options import DatabaseOption
+from trading_engine.app.cli_options import DatabaseOption
 
 if TYPE_CHECKING:
-    from ports.event_store import ChainReport, EventStore
+    from trading_engine.ports.event_store import ChainReport, EventStore
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -31,8 +31,8 @@ def verify_log(
     import orjson
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.bootstrap import open_event_store
-    from app.config import ConfigError, load_settings
+    from trading_engine.app.bootstrap import open_event_store
+    from trading_engine.app.config import ConfigError, load_settings
 
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))

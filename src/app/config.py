@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.bars import nested
-from domain.errors import InvalidValue
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.bars import nested
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 DEFAULT_DATABASE_URL = "sqlite:///data/trading-engine.sqlite3"
 _SECRETS = frozenset({"API_KEY", "API_SECRET"})

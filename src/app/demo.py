@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from app.orders import OrderService
-from domain.errors import DomainError
-from domain.models import Execution, Signal
-from domain.order import Order, order_id_for
-from domain.position import Position
-from domain.values import Exchange, SignalAction, Symbol
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.errors import DomainError
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.order import Order, order_id_for
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import Exchange, SignalAction, Symbol
 
 # The scripted lifecycle moves no money: its venue is named as simulated ("demo"), so
 # exports for accounts and taxes leave it out even in a store that holds real trading.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from app.service import listen_for_stop_early
+from trading_engine.app.service import listen_for_stop_early
 
 
 def main() -> None:
     if sys.argv[1:2] == ["run"]:
         listen_for_stop_early()
-    from app.cli import main as cli_main  # after the handler, on purpose
+    from trading_engine.app.cli import main as cli_main  # after the handler, on purpose
 
     cli_main()

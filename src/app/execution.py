@@ -30,17 +30,17 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
-from app.log_events import log_event, order_event
-from app.sole_writer import SoleWriterStore
-from domain.errors import DuplicateOrder
-from domain.models import Signal
-from domain.order import Order
-from domain.risk import RiskLimits, TradingControl, control_id_for, refusal_for
-from domain.signal_age import SignalAgeLimit
-from domain.signal_decision import SignalDecision
-from domain.sizing import PlannedOrder, SizingRefused, SymbolRules, plan_orders
-from domain.values import ZERO, Exchange, OrderType
-from ports.broker import (
+from trading_engine.app.log_events import log_event, order_event
+from trading_engine.app.sole_writer import SoleWriterStore
+from trading_engine.domain.errors import DuplicateOrder
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import Order
+from trading_engine.domain.risk import RiskLimits, TradingControl, control_id_for, refusal_for
+from trading_engine.domain.signal_age import SignalAgeLimit
+from trading_engine.domain.signal_decision import SignalDecision
+from trading_engine.domain.sizing import PlannedOrder, SizingRefused, SymbolRules, plan_orders
+from trading_engine.domain.values import ZERO, Exchange, OrderType
+from trading_engine.ports.broker import (
     Broker,
     BrokerError,
     BrokerFatal,
@@ -48,9 +48,9 @@ from ports.broker import (
     OrderRequest,
     PlacementUnknown,
 )
-from ports.change_watch import ChangeWatch
-from ports.clock import Clock
-from ports.event_store import ConcurrencyConflict, EventStore
+from trading_engine.ports.change_watch import ChangeWatch
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import ConcurrencyConflict, EventStore
 
 log = logging.getLogger(__name__)
 # Saves of a decision refused because the trading control changed under it (an operator's

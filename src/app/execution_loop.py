@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
-from app.execution import ExecutionService
-from app.order_monitor import OrderMonitor
-from app.reconciliation import ReconciliationReport, reconcile
-from app.sole_writer import SoleWriterStore
-from domain.order import Order
-from domain.signal_age import STALE
-from domain.values import OrderStatus
-from ports.broker import Broker, BrokerFatal, PrivateEvents
-from ports.clock import Clock
-from ports.event_store import EventStore
-from ports.signal_bus import SignalEntry, SignalSubscriber
+from trading_engine.app.execution import ExecutionService
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.app.reconciliation import ReconciliationReport, reconcile
+from trading_engine.app.sole_writer import SoleWriterStore
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_age import STALE
+from trading_engine.domain.values import OrderStatus
+from trading_engine.ports.broker import Broker, BrokerFatal, PrivateEvents
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import EventStore
+from trading_engine.ports.signal_bus import SignalEntry, SignalSubscriber
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from ports.health import Sample
+from trading_engine.ports.health import Sample
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from domain.order import Order
-from domain.values import OrderStatus
+from trading_engine.domain.order import Order
+from trading_engine.domain.values import OrderStatus
 
 
 def log_event(

@@ -21,11 +21,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from app.projections import ORDER_EVENTS, AggregateCache
-from domain.order import Order
-from domain.signal_decision import SignalDecision
-from domain.values import is_simulated_venue
-from ports.event_store import EventStore, RecordedEvent
+from trading_engine.app.projections import ORDER_EVENTS, AggregateCache
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
+from trading_engine.domain.values import is_simulated_venue
+from trading_engine.ports.event_store import EventStore, RecordedEvent
 
 Progress = Callable[[int, int], None]
 PAGE = 2000

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ports.broker import (
+from trading_engine.ports.broker import (
     Balance,
     Broker,
     BrokerError,
@@ -30,7 +30,7 @@ from ports.broker import (
     ExchangePosition,
     OrderRequest,
 )
-from ports.health import Sample
+from trading_engine.ports.health import Sample
 
 T = TypeVar("T")
 

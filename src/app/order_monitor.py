@@ -19,14 +19,20 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from app.execution import request_for
-from app.orders import OrderService
-from domain.models import Execution
-from domain.order import Order
-from domain.values import ZERO, CancelType, OrderStatus
-from ports.broker import Broker, BrokerError, ExchangeExecution, ExchangeOrder, PrivateEvents
-from ports.clock import Clock
-from ports.event_store import EventStore
+from trading_engine.app.execution import request_for
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.values import ZERO, CancelType, OrderStatus
+from trading_engine.ports.broker import (
+    Broker,
+    BrokerError,
+    ExchangeExecution,
+    ExchangeOrder,
+    PrivateEvents,
+)
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import EventStore
 
 log = logging.getLogger(__name__)
 

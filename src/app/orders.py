@@ -10,13 +10,13 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
-from app.log_events import order_event
-from domain.models import Execution, Signal
-from domain.order import Order
-from domain.position import Position
-from domain.values import CancelType, OrderType, Side, TimeInForce
-from ports.clock import Clock
-from ports.event_store import ConcurrencyConflict, EventStore
+from trading_engine.app.log_events import order_event
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import CancelType, OrderType, Side, TimeInForce
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import ConcurrencyConflict, EventStore
 
 # A fill races only with other fills of the same symbol (the shared position); a few
 # reload-and-retry rounds resolve that without giving up on a fact the exchange reported.

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.projections import EventNotApplicable, Projection
-from ports.event_store import EventStore, RecordedEvent
-from ports.projections import (
+from trading_engine.app.projections import EventNotApplicable, Projection
+from trading_engine.ports.event_store import EventStore, RecordedEvent
+from trading_engine.ports.projections import (
     LogWatcher,
     PositionMoved,
     ProjectionStore,

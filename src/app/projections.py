@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from domain.order import Order
-from domain.position import Position
-from domain.values import ZERO
-from ports.event_store import EventStore, RecordedEvent
-from ports.projections import Lookup, RowChange
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import ZERO
+from trading_engine.ports.event_store import EventStore, RecordedEvent
+from trading_engine.ports.projections import Lookup, RowChange
 
 CACHED_AGGREGATES = 20_000  # per projection; an evicted one is reloaded when next needed
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
-from app.order_monitor import OrderMonitor
-from domain.order import Order
-from domain.reconciliation import ReconciliationRun
-from domain.values import ZERO, Side
-from ports.broker import Broker
-from ports.clock import Clock
-from ports.event_store import EventStore
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.domain.order import Order
+from trading_engine.domain.reconciliation import ReconciliationRun
+from trading_engine.domain.values import ZERO, Side
+from trading_engine.ports.broker import Broker
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.event_store import EventStore
 
 log = logging.getLogger(__name__)
 LOG_PAGE = 1000

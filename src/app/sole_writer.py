@@ -33,10 +33,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.order import Order
-from domain.position import Position
-from domain.values import ZERO
-from ports.event_store import ChainReport, EventStore, RecordedEvent
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import ZERO
+from trading_engine.ports.event_store import ChainReport, EventStore, RecordedEvent
 
 ORDERS_KEPT = 2_000  # the live ones and the recent past; older orders are read when needed
 

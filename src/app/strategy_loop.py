@@ -34,17 +34,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.log_events import log_event
-from domain.bars import BarUpdate, MultiTimeframeBars, bar_end
-from domain.feed_clock import FeedClock
-from domain.market import Trade
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, Symbol, Timeframe
-from ports.clock import Clock
-from ports.market_data import MarketDataSource, MarketEntry
-from ports.repositories import BarRepository, SignalRepository
-from ports.signal_bus import SignalPublisher
-from ports.strategy import Strategy
+from trading_engine.app.log_events import log_event
+from trading_engine.domain.bars import BarUpdate, MultiTimeframeBars, bar_end
+from trading_engine.domain.feed_clock import FeedClock
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
+from trading_engine.ports.clock import Clock
+from trading_engine.ports.market_data import MarketDataSource, MarketEntry
+from trading_engine.ports.repositories import BarRepository, SignalRepository
+from trading_engine.ports.signal_bus import SignalPublisher
+from trading_engine.ports.strategy import Strategy
 
 log = logging.getLogger("trading_engine.strategy")
 

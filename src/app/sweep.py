@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.backtest_results import BacktestResult, EquityPoint, compute_metrics
-from app.bootstrap import (
+from trading_engine.app.backtest_results import BacktestResult, EquityPoint, compute_metrics
+from trading_engine.app.bootstrap import (
     BacktestOptions,
     bar_backtest,
     new_backtest_venue,
@@ -31,7 +31,7 @@ from app.bootstrap import (
     sqlite_path,
     synthetic_bar_set,
 )
-from app.config import Settings, load_settings
+from trading_engine.app.config import Settings, load_settings
 
 __all__ = [
     "SweepJob",

@@ -18,11 +18,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from app.log_exports import ExportFilter, executions
-from domain.position import Position
-from domain.tax import jst_year
-from domain.values import ZERO, Side
-from ports.event_store import EventStore
+from trading_engine.app.log_exports import ExportFilter, executions
+from trading_engine.domain.position import Position
+from trading_engine.domain.tax import jst_year
+from trading_engine.domain.values import ZERO, Side
+from trading_engine.ports.event_store import EventStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,19 @@ from uuid import UUID
 
 import orjson
 
-from app.log_exports import ExportFilter
-from domain.position import Position
-from domain.tax import JST, Holding, Method, SymbolReport, TaxBook, TaxFill, TaxReport, Totals
-from ports.event_store import EventStore
+from trading_engine.app.log_exports import ExportFilter
+from trading_engine.domain.position import Position
+from trading_engine.domain.tax import (
+    JST,
+    Holding,
+    Method,
+    SymbolReport,
+    TaxBook,
+    TaxFill,
+    TaxReport,
+    Totals,
+)
+from trading_engine.ports.event_store import EventStore
 
 FORMATS = ("json", "csv")
 PAGE = 5000

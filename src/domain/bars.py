@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import chain, pairwise
 
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.values import ZERO, Exchange, Symbol, Timeframe, money_context
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import ZERO, Exchange, Symbol, Timeframe, money_context
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
-from domain.errors import InvalidValue
+from trading_engine.domain.errors import InvalidValue
 
 
 def _period(name: str, value: int, minimum: int) -> int:

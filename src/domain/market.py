@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from domain.errors import InvalidValue
-from domain.values import Exchange, Side, Symbol, aware, non_negative, positive
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.values import Exchange, Side, Symbol, aware, non_negative, positive
 
 
 @dataclass(frozen=True, slots=True)

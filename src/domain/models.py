@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
-from domain.errors import InvalidValue
-from domain.values import (
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.values import (
     ZERO,
     Exchange,
     Side,

@@ -24,9 +24,9 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import IllegalOrderTransition, InvalidValue
-from domain.models import Execution
-from domain.values import (
+from trading_engine.domain.errors import IllegalOrderTransition, InvalidValue
+from trading_engine.domain.models import Execution
+from trading_engine.domain.values import (
     ZERO,
     CancelType,
     Exchange,

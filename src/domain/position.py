@@ -23,9 +23,9 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import FillMismatch
-from domain.models import Execution
-from domain.values import (
+from trading_engine.domain.errors import FillMismatch
+from trading_engine.domain.models import Execution
+from trading_engine.domain.values import (
     ZERO,
     Exchange,
     PositionSide,

@@ -13,7 +13,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate
 
-from domain.values import aware
+from trading_engine.domain.values import aware
 
 
 class ReconciliationRun(Aggregate):

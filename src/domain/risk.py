@@ -23,9 +23,17 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import InvalidValue
-from domain.sizing import PlannedOrder
-from domain.values import ZERO, Side, _ParsedEnum, aware, identifier, money_context, text_of
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.sizing import PlannedOrder
+from trading_engine.domain.values import (
+    ZERO,
+    Side,
+    _ParsedEnum,
+    aware,
+    identifier,
+    money_context,
+    text_of,
+)
 
 CONTROL_NAMESPACE = UUID("3c5e8a1f-92b4-5d07-a6e3-7f1b2c9d4e80")
 HUNDRED = Decimal(100)

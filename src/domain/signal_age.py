@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from domain.errors import InvalidValue
-from domain.models import Signal
-from domain.values import Timeframe
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import Signal
+from trading_engine.domain.values import Timeframe
 
 STALE = "stale signal"  # how every refusal for age starts (a metric's reason label)
 

@@ -16,9 +16,9 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import DomainError
-from domain.models import Signal
-from domain.values import aware, identifier, text_of
+from trading_engine.domain.errors import DomainError
+from trading_engine.domain.models import Signal
+from trading_engine.domain.values import aware, identifier, text_of
 
 DECISION_NAMESPACE = UUID("9d41c6b2-7f08-5e3a-b1c4-2a6e8f0d3b57")
 

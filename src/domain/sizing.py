@@ -17,8 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from domain.errors import DomainError
-from domain.values import ZERO, OrderType, Side, SignalAction, Symbol, money_context, positive
+from trading_engine.domain.errors import DomainError
+from trading_engine.domain.values import (
+    ZERO,
+    OrderType,
+    Side,
+    SignalAction,
+    Symbol,
+    money_context,
+    positive,
+)
 
 
 class SizingRefused(DomainError):

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from domain.position import Position
-from domain.values import ZERO, Side, Symbol, _ParsedEnum, aware, money_context
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import ZERO, Side, Symbol, _ParsedEnum, aware, money_context
 
 JST = timezone(timedelta(hours=9), "JST")  # Japan has no daylight saving time
 

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localco
 from enum import StrEnum
 from typing import Self
 
-from domain.errors import InvalidValue
+from trading_engine.domain.errors import InvalidValue
 
 SCALE = 8  # digits after the point in DECIMAL(20,8)
 # Money arithmetic runs at this precision, whatever the caller's decimal context says:

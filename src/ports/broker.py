@@ -15,9 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
 
 
 @dataclass(frozen=True, slots=True)

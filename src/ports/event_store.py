@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from domain.order import Order
-from domain.position import Position
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
 
 
 class EventStoreError(Exception):

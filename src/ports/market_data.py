@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from domain.market import MarketEvent
+from trading_engine.domain.market import MarketEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 
 class BarRepository(Protocol):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from domain.models import Signal
-from ports.market_data import SourceStats
+from trading_engine.domain.models import Signal
+from trading_engine.ports.market_data import SourceStats
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from domain.models import OHLCV, Signal
+from trading_engine.domain.models import OHLCV, Signal
 
 
 class Strategy(Protocol):

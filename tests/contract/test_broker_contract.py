@@ -13,9 +13,13 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.brokers.gmo import GmoBroker
-from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
-from ports.broker import (
+from support.broker_harness import BrokerHarness
+from support.harness_ccxt import CcxtHarness
+from support.harness_gmo import GmoHarness
+from support.harness_simulated import SimulatedHarness
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
+from trading_engine.ports.broker import (
     BrokerError,
     OrderNotCancelable,
     OrderNotFound,
@@ -25,10 +29,6 @@ from ports.broker import (
     RetryLater,
     TradingPaused,
 )
-from support.broker_harness import BrokerHarness
-from support.harness_ccxt import CcxtHarness
-from support.harness_gmo import GmoHarness
-from support.harness_simulated import SimulatedHarness
 
 PRICE = Decimal(5_000_000)
 UNKNOWN_ID = "987654321"

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from adapters.eventstore.change_watch import PostgresChangeWatch, change_watch
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.risk import TradingControl, control_id_for
-from ports.change_watch import ChangeWatch
+from trading_engine.adapters.eventstore.change_watch import PostgresChangeWatch, change_watch
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.risk import TradingControl, control_id_for
+from trading_engine.ports.change_watch import ChangeWatch
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 ID = control_id_for("gmo")
@@ -125,7 +125,11 @@ class TestPostgresWatch(ChangeWatchContract):
         real = change_watch(own, ID, TradingControl)
         assert isinstance(real, PostgresChangeWatch)
         broken = PostgresChangeWatch(
-            real._conninfo, pg_schema, "no_such_table", ID, "domain.risk:TradingControl."
+            real._conninfo,
+            pg_schema,
+            "no_such_table",
+            ID,
+            "trading_engine.domain.risk:TradingControl.",
         )
         assert broken.changed_since(0) is True
         assert "no_such_table" in str(broken.refused)

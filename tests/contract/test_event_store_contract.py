@@ -19,16 +19,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.log_copy import append_log
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.errors import DuplicateOrder, UnknownOrder
-from domain.models import Execution
-from domain.order import Order, order_id_for
-from domain.position import Position
-from ports.event_store import ConcurrencyConflict
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.log_copy import append_log
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.errors import DuplicateOrder, UnknownOrder
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order, order_id_for
+from trading_engine.domain.position import Position
+from trading_engine.ports.event_store import ConcurrencyConflict
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 JST = timezone(timedelta(hours=9))

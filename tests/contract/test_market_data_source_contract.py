@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from adapters.marketdata.gmo_messages import (
+from trading_engine.adapters.marketdata.gmo_messages import (
     MalformedEntry,
     entry_fields,
     format_timestamp,
@@ -31,18 +31,18 @@ from adapters.marketdata.gmo_messages import (
     ticker_payload,
     trade_payload,
 )
-from adapters.marketdata.in_process import (
+from trading_engine.adapters.marketdata.in_process import (
     InProcessLog,
     InProcessSource,
     InProcessTransport,
     StreamGroupReader,
     id_key,
 )
-from adapters.marketdata.redis_streams import RedisStreamsSource
-from domain.errors import InvalidValue
-from domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
-from domain.values import Exchange, Side, Symbol
-from ports.market_data import MarketEntry
+from trading_engine.adapters.marketdata.redis_streams import RedisStreamsSource
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
+from trading_engine.ports.market_data import MarketEntry
 
 GROUP = "trading-engine-strategy"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from ports.projections import PositionMoved, ProjectionStoreError, RowChange
 from support.projection_rig import Rig, postgres_rig, sqlite_rig
+from trading_engine.ports.projections import PositionMoved, ProjectionStoreError, RowChange
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -20,18 +20,21 @@ import numpy as np
 import pytest
 import redis
 
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.codec import (
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.codec import (
     MalformedSignal,
     signal_entry_fields,
     signal_from_json,
     signal_to_json,
 )
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
-from domain.models import Signal
-from domain.values import Exchange, Symbol
-from ports.signal_bus import SignalEntry
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
+from trading_engine.domain.models import Signal
+from trading_engine.domain.values import Exchange, Symbol
+from trading_engine.ports.signal_bus import SignalEntry
 
 JST = timezone(timedelta(hours=9))
 GROUP = "trading-engine-execution"

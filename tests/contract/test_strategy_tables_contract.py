@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.sql.connections import connect_postgres, connect_sqlite
-from adapters.sql.migrations import migrate_postgres, migrate_sqlite
-from adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.adapters.sql.connections import connect_postgres, connect_sqlite
+from trading_engine.adapters.sql.migrations import migrate_postgres, migrate_sqlite
+from trading_engine.adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 EX, SYM, M1 = Exchange("gmo"), Symbol("BTC_JPY"), Timeframe("1m")
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)

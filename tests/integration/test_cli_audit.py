@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.orders import OrderService
-from domain.models import Execution, Signal
-from domain.order import Order
-from domain.signal_decision import SignalDecision
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from backtesting.test import GOOG
 
-from adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

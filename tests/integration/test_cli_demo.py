@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.values import OrderStatus
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.values import OrderStatus
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.projections.postgres import postgres_projection_store
-from adapters.signals.redis_bus import RedisSignalPublisher
-from app.reconciliation import orders_in_log
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.values import OrderStatus
-from gmo_standin import GmoStandIn
 from support.engine_output import EngineProcess
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.projections.postgres import postgres_projection_store
+from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
+from trading_engine.app.reconciliation import orders_in_log
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import OrderStatus
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

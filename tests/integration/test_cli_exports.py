@@ -17,10 +17,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.export_files import write_export
-from domain.order import Order
-from domain.signal_decision import SignalDecision
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.export_files import write_export
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adapters.eventstore.sqlite import sqlite_event_store
 from support.projection_rig import trade
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

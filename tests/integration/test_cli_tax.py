@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.orders import OrderService
-from domain.models import Execution, Signal
-from domain.tax import TaxFill, tax_report
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.tax import TaxFill, tax_report
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 D = Decimal

@@ -28,18 +28,18 @@ import orjson
 import pytest
 import redis
 
-from adapters.marketdata.stream_writer import publish_trades
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.projections.postgres import postgres_projection_store
-from app.bootstrap import STRATEGY_GROUP, open_event_store
-from domain.signal_decision import decision_id_for
-from gmo_standin import GmoStandIn
 from support.reference_run import (
     Reference,
     assert_tables_equal,
     open_bar_trades,
     uninterrupted_run,
 )
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.projections.postgres import postgres_projection_store
+from trading_engine.app.bootstrap import STRATEGY_GROUP, open_event_store
+from trading_engine.domain.signal_decision import decision_id_for
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

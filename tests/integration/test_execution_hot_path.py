@@ -25,23 +25,26 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.round_trips import RoundTrips, count_round_trips
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.codec import signal_entry_fields
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from adapters.signals.redis_bus import signal_stream
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from app.execution_loop import ExecutionLoop
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.signal_decision import decision_id_for
-from domain.values import OrderStatus
-from gmo_standin import GmoStandIn
-from ports.broker import OrderRequest
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.round_trips import RoundTrips, count_round_trips
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.codec import signal_entry_fields
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.adapters.signals.redis_bus import signal_stream
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.signal_decision import decision_id_for
+from trading_engine.domain.values import OrderStatus
+from trading_engine.ports.broker import OrderRequest
+from trading_engine_standins.gmo import GmoStandIn
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 _n = iter(range(1_000_000))

@@ -10,18 +10,18 @@ from decimal import Decimal
 import pytest
 import redis
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
-from app.audit import order_trail
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.signal_decision import decision_id_for
-from domain.values import OrderStatus, OrderType, Side
-from gmo_standin import GmoStandIn
-from ports.broker import OrderRequest
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
+from trading_engine.app.audit import order_trail
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.signal_decision import decision_id_for
+from trading_engine.domain.values import OrderStatus, OrderType, Side
+from trading_engine.ports.broker import OrderRequest
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 

@@ -20,13 +20,13 @@ import orjson
 import pytest
 import redis
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.signals.redis_bus import RedisSignalPublisher
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.values import CancelType, OrderStatus
-from gmo_standin import GmoStandIn
 from support.engine_process import COMMAND, wait_until
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import CancelType, OrderStatus
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 MARKET = Decimal(5_000_000)

@@ -15,10 +15,10 @@ import httpx
 import orjson
 import pytest
 
-from adapters.http.health_server import HealthServer
-from app.health import Readiness
-from ports.health import Sample
 from support.engine_output import EngineProcess
+from trading_engine.adapters.http.health_server import HealthServer
+from trading_engine.app.health import Readiness
+from trading_engine.ports.health import Sample
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

@@ -21,15 +21,15 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.http.health_server import HealthServer
-from adapters.signals.redis_bus import EXECUTION_GROUP, RedisSignalPublisher
-from app.bootstrap import CONSUMER_PENDING_READY, health_server, live_execution_loop
-from app.config import load_settings
-from app.health import Readiness
-from domain.models import Signal
-from gmo_standin import GmoStandIn
-from ports.health import Sample
 from support.engine_output import EngineProcess
+from trading_engine.adapters.http.health_server import HealthServer
+from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP, RedisSignalPublisher
+from trading_engine.app.bootstrap import CONSUMER_PENDING_READY, health_server, live_execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.app.health import Readiness
+from trading_engine.domain.models import Signal
+from trading_engine.ports.health import Sample
+from trading_engine_standins.gmo import GmoStandIn
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]

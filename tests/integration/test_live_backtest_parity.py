@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.marketdata.trade_files import write_gmo_trades
-from domain.order import Order
-from domain.signal_decision import SignalDecision
 from support.engine_output import EngineProcess
 from support.engine_process import run_command
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.marketdata.trade_files import write_gmo_trades
+from trading_engine.domain.order import Order
+from trading_engine.domain.signal_decision import SignalDecision
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

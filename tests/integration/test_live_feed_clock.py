@@ -29,11 +29,6 @@ import pytest
 import redis
 from psycopg import sql
 
-from adapters.marketdata.gmo_messages import parse_entry
-from adapters.marketdata.stream_writer import trade_fields
-from domain.bars import MultiTimeframeBars, bucket_start
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol, Timeframe
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, wait_until
 from support.strategy_engine import (
@@ -42,6 +37,11 @@ from support.strategy_engine import (
     strategy_env,
     strategy_lag,
 )
+from trading_engine.adapters.marketdata.gmo_messages import parse_entry
+from trading_engine.adapters.marketdata.stream_writer import trade_fields
+from trading_engine.domain.bars import MultiTimeframeBars, bucket_start
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol, Timeframe
 
 pytestmark = pytest.mark.postgres
 TIMEFRAMES = ("1s", "5s")  # two timeframes with many bars each in under a minute

@@ -19,9 +19,9 @@ import pytest
 import redis
 from psycopg import sql
 
-from app.bootstrap import STRATEGY_GROUP
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, run_command, wait_until
+from trading_engine.app.bootstrap import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
 TRADES = """symbol,side,size,price,timestamp

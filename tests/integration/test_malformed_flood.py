@@ -27,12 +27,16 @@ import orjson
 import pytest
 import redis
 
-from adapters.marketdata.gmo_messages import entry_fields, format_timestamp, reason_kind
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.sql.connections import connect_postgres
-from app.bootstrap import STRATEGY_GROUP
 from support.engine_process import free_port
 from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
+from trading_engine.adapters.marketdata.gmo_messages import (
+    entry_fields,
+    format_timestamp,
+    reason_kind,
+)
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.sql.connections import connect_postgres
+from trading_engine.app.bootstrap import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

@@ -12,12 +12,12 @@ from uuid import UUID
 
 import pytest
 
-from app.projection_runner import ProjectionFailed, ProjectionRunner, rebuild
-from app.projections import OrdersProjection, PositionsProjection
-from domain.order import Order
-from ports.event_store import RecordedEvent
-from ports.projections import RowChange
 from support.projection_rig import Rig, postgres_rig, sqlite_rig, trade
+from trading_engine.app.projection_runner import ProjectionFailed, ProjectionRunner, rebuild
+from trading_engine.app.projections import OrdersProjection, PositionsProjection
+from trading_engine.domain.order import Order
+from trading_engine.ports.event_store import RecordedEvent
+from trading_engine.ports.projections import RowChange
 
 TABLES = ("orders", "executions", "positions")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from app.backtest_report import write_outputs
-from app.backtest_results import compute_metrics
 from support.backtests import run_bar_files
+from trading_engine.app.backtest_report import write_outputs
+from trading_engine.app.backtest_results import compute_metrics
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"

@@ -24,10 +24,6 @@ import pytest
 import redis
 from psycopg import sql
 
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.marketdata.trade_files import read_gmo_trades, write_gmo_trades
-from domain.bars import bucket_start
-from domain.values import Timeframe
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, wait_until
 from support.strategy_engine import (
@@ -36,9 +32,13 @@ from support.strategy_engine import (
     strategy_env,
     strategy_lag,
 )
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.marketdata.trade_files import read_gmo_trades, write_gmo_trades
+from trading_engine.domain.bars import bucket_start
+from trading_engine.domain.values import Timeframe
 
 pytestmark = pytest.mark.postgres
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "samples" / "gmo_BTC_JPY_sample.csv.gz"
 TIMEFRAMES = ("1s", "1m", "5m")  # the defaults, as a new user runs it
 
 

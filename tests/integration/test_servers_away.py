@@ -24,14 +24,14 @@ import orjson
 import pytest
 import redis
 
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.marketdata.stream_writer import publish_trades
-from adapters.marketdata.synthetic import synthetic_trades
-from app.reconciliation import orders_in_log
-from gmo_standin import GmoStandIn
 from support.engine_process import COMMAND, wait_until
 from support.private_servers import PrivatePostgres, PrivateRedis, free_port
 from support.reference_run import assert_tables_equal, uninterrupted_run
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.app.reconciliation import orders_in_log
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 

@@ -1,6 +1,6 @@
-"""`python -m gmo_standin --market-from-redis`: the stand-in as its own process, fed the
-trades published on Redis, fills orders at the market's prices (the compose deployment's
-paper trading), and skips entries that are not trades."""
+"""`python -m trading_engine_standins.gmo --market-from-redis`: the stand-in as its own
+process, fed the trades published on Redis, fills orders at the market's prices (the
+compose deployment's paper trading), and skips entries that are not trades."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from decimal import Decimal
 import httpx
 import redis
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.marketdata.stream_writer import publish_trades
-from domain.market import Trade
-from domain.values import OrderStatus, OrderType, Side
-from ports.broker import OrderRequest
 from support.private_servers import free_port
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import OrderStatus, OrderType, Side
+from trading_engine.ports.broker import OrderRequest
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 20) -> bool:
@@ -51,7 +51,7 @@ def test_the_stand_in_fills_at_the_prices_on_the_stream(redis_url: str, redis_pr
     port = free_port()
     stream = f"{redis_prefix}md:trade"
     standin = subprocess.Popen(
-        [sys.executable, "-m", "gmo_standin", "--port", str(port), "--api-key", "k",
+        [sys.executable, "-m", "trading_engine_standins.gmo", "--port", str(port), "--api-key", "k",
          "--api-secret", "s", "--market-from-redis", redis_url, "--market-stream", stream],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clocks.system import SystemClock
-from adapters.marketdata.gmo_messages import entry_fields
-from adapters.marketdata.in_process import InProcessLog, InProcessSource
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.signals.in_process_bus import InProcessSignalPublisher
-from adapters.sql.connections import connect_sqlite
-from adapters.sql.migrations import migrate_sqlite
-from adapters.sql.strategy_tables import SqliteStrategyTables
-from adapters.strategies.registry import create_strategy
-from app.strategy_loop import StrategyLoop
-from domain.values import Timeframe
+from trading_engine.adapters.clocks.system import SystemClock
+from trading_engine.adapters.marketdata.gmo_messages import entry_fields
+from trading_engine.adapters.marketdata.in_process import InProcessLog, InProcessSource
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.signals.in_process_bus import InProcessSignalPublisher
+from trading_engine.adapters.sql.connections import connect_sqlite
+from trading_engine.adapters.sql.migrations import migrate_sqlite
+from trading_engine.adapters.sql.strategy_tables import SqliteStrategyTables
+from trading_engine.adapters.strategies.registry import create_strategy
+from trading_engine.app.strategy_loop import StrategyLoop
+from trading_engine.domain.values import Timeframe
 
 START = datetime(2025, 7, 1, 21, 0, tzinfo=UTC)
 TIMEFRAMES = [Timeframe("1m"), Timeframe("5m"), Timeframe("15m")]

@@ -21,10 +21,10 @@ import orjson
 import pytest
 import redis
 
-from adapters.marketdata.stream_writer import publish_trades
-from adapters.marketdata.synthetic import synthetic_trades
 from support.engine_output import EngineProcess
 from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

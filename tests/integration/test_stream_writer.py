@@ -18,11 +18,11 @@ from decimal import Decimal
 import pytest
 import redis
 
-from adapters.marketdata.gmo_messages import parse_entry
-from adapters.marketdata.stream_writer import publish_trades, trade_fields
-from adapters.marketdata.synthetic import synthetic_trades
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.adapters.marketdata.gmo_messages import parse_entry
+from trading_engine.adapters.marketdata.stream_writer import publish_trades, trade_fields
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START = datetime(2025, 7, 1, 21, tzinfo=UTC)

@@ -22,11 +22,11 @@ import pytest
 import redis
 from psycopg import sql
 
-from adapters.marketdata.stream_writer import publish_trades
-from adapters.marketdata.synthetic import synthetic_trades
-from gmo_standin import GmoStandIn
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, wait_until
+from trading_engine.adapters.marketdata.stream_writer import publish_trades
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
 

@@ -21,12 +21,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.postgres import postgres_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.models import Execution
-from domain.order import Order
-from domain.position import Position
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.postgres import postgres_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

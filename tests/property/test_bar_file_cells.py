@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.marketdata.bar_files import BarFileError, _decimals, _price, _Rounding
+from trading_engine.adapters.marketdata.bar_files import BarFileError, _decimals, _price, _Rounding
 
 PATH = Path("bars.csv")
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.bars import BarBuilder, MultiTimeframeBars, bucket_start
-from domain.market import Trade
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.bars import BarBuilder, MultiTimeframeBars, bucket_start
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 EX, SYM = Exchange("gmo"), Symbol("BTC_JPY")
 T0 = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)

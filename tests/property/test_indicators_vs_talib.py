@@ -12,8 +12,8 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.errors import InvalidValue
-from domain.indicators import ATR, EMA, MACD, RSI, SMA, BollingerBands
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.indicators import ATR, EMA, MACD, RSI, SMA, BollingerBands
 
 
 def close_enough(ours: float, theirs: float, scale: float = 0.0) -> bool:

@@ -39,10 +39,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from domain.errors import IllegalOrderTransition
-from domain.models import Execution
-from domain.order import Order
-from domain.values import CancelType, OrderStatus, OrderType, Side
+from trading_engine.domain.errors import IllegalOrderTransition
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 UNITS_PER_ONE = 10**8  # sizes are whole multiples of 1e-8 (DECIMAL(20,8))

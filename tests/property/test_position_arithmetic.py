@@ -25,10 +25,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.errors import FillMismatch
-from domain.models import Execution
-from domain.position import Position
-from domain.values import PositionSide, Side
+from trading_engine.domain.errors import FillMismatch
+from trading_engine.domain.models import Execution
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import PositionSide, Side
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 TOLERANCE = Fraction(1, 10**30)

@@ -25,14 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.errors import IllegalOrderTransition
-from domain.models import Execution
-from domain.order import Order
-from domain.position import Position
-from domain.values import CancelType, OrderType, Side
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.errors import IllegalOrderTransition
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import CancelType, OrderType, Side
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 TOKYO = timezone(timedelta(hours=9))

@@ -7,9 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from app.backtest_results import BacktestResult
-from app.bootstrap import BacktestOptions, bar_backtest, read_bar_files
-from app.sweep import backtest_settings
+from trading_engine.app.backtest_results import BacktestResult
+from trading_engine.app.bootstrap import BacktestOptions, bar_backtest, read_bar_files
+from trading_engine.app.sweep import backtest_settings
 
 
 def run_bar_files(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-from ports.broker import Broker
+from trading_engine.ports.broker import Broker
 
 # Faults a network harness can inject into the *next* order placement.
 PLACEMENT_FAULTS = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from adapters.signals.redis_bus import EXECUTION_GROUP
+from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 

@@ -1,13 +1,13 @@
 """The broker contract harness for `CcxtBroker`: ccxt's real `binance` client talking to the
-loopback Binance spot stand-in (`support.ccxt_standin`)."""
+loopback Binance spot stand-in (`trading_engine_standins.ccxt`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from adapters.brokers.ccxt_broker import CcxtBroker
 from support.broker_harness import PLACEMENT_FAULTS
-from support.ccxt_standin import API_KEY, API_SECRET, StandinServer, trade
+from trading_engine.adapters.brokers.ccxt_broker import CcxtBroker
+from trading_engine_standins.ccxt import API_KEY, API_SECRET, StandinServer, trade
 
 # Short enough that a stalled answer times out quickly; the stand-in stalls 2.5 s.
 TIMEOUT_MS = 1000

@@ -1,6 +1,7 @@
 """The broker contract suite's harness for GMO: a real local GMO stand-in server.
 
-The GMO adapter talks HTTP, so its contract tests run it against `gmo_standin` over a real
+The GMO adapter talks HTTP, so its contract tests run it against
+`trading_engine_standins.gmo` over a real
 socket. Placement faults are injected on `POST /v1/order`, the one call whose outcome the
 engine must reconcile when it goes wrong. `broker` is left for the adapter's own test setup to
 build from `base_url`, `api_key` and `api_secret`.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from gmo_standin import GmoStandIn
 from support.broker_harness import PLACEMENT_FAULTS
+from trading_engine_standins.gmo import GmoStandIn
 
 PLACEMENT_PATH = "/v1/order"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from adapters.brokers.simulated import SimulatedExchange
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 INITIAL_PRICES = {"BTC": Decimal(5_000_000), "BTC_JPY": Decimal(5_000_000), "XRP": Decimal(100)}

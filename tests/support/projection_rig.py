@@ -15,11 +15,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from adapters.clocks.manual import ManualClock
-from app.bootstrap import ProjectionWiring, projections
-from app.orders import OrderService
-from domain.models import Execution, Signal
-from domain.values import CancelType, Side
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.app.bootstrap import ProjectionWiring, projections
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.values import CancelType, Side
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from adapters.sql.connections import connect_postgres
-from adapters.sql.strategy_tables import PostgresStrategyTables
-from app.bootstrap import simulated_strategy_loop
-from app.config import load_settings
-from domain.market import Trade
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.adapters.sql.connections import connect_postgres
+from trading_engine.adapters.sql.strategy_tables import PostgresStrategyTables
+from trading_engine.app.bootstrap import simulated_strategy_loop
+from trading_engine.app.config import load_settings
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 VENUE, SYMBOL = Exchange("gmo"), Symbol("BTC_JPY")
 

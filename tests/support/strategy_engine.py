@@ -15,8 +15,8 @@ import psycopg
 import redis
 from psycopg import sql
 
-from app.bootstrap import STRATEGY_GROUP
 from support.engine_output import EngineProcess
+from trading_engine.app.bootstrap import STRATEGY_GROUP
 
 
 def strategy_env(

@@ -10,23 +10,23 @@ import orjson
 import pytest
 from rich.console import Console
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.audit import AmbiguousOrder, audit_order, find_order, order_document
-from app.audit_signal import UnknownSignal, audit_signal, signal_document
-from app.audit_view import json_text, print_order_audit, print_signal_audit
-from app.execution import ExecutionService, ExecutionSettings
-from app.order_monitor import OrderMonitor
-from app.orders import OrderService
-from domain.errors import UnknownOrder
-from domain.models import Execution, Signal
-from domain.order import Order, order_id_for
-from domain.risk import RiskLimits
-from domain.signal_decision import SignalDecision
-from domain.sizing import GMO_RULES
-from domain.values import OrderType
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.audit import AmbiguousOrder, audit_order, find_order, order_document
+from trading_engine.app.audit_signal import UnknownSignal, audit_signal, signal_document
+from trading_engine.app.audit_view import json_text, print_order_audit, print_signal_audit
+from trading_engine.app.execution import ExecutionService, ExecutionSettings
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.errors import UnknownOrder
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.order import Order, order_id_for
+from trading_engine.domain.risk import RiskLimits
+from trading_engine.domain.signal_decision import SignalDecision
+from trading_engine.domain.sizing import GMO_RULES
+from trading_engine.domain.values import OrderType
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 LIMITS = RiskLimits(
@@ -101,7 +101,9 @@ def test_found_by_engine_id_and_by_exchange_id_with_the_same_trail(store) -> Non
 
 
 def test_exchange_id_lookup_reads_the_log_in_pages(store, monkeypatch) -> None:
-    monkeypatch.setattr("app.audit.LOG_PAGE", 2)  # the Accepted event is on a later page
+    monkeypatch.setattr(
+        "trading_engine.app.audit.LOG_PAGE", 2
+    )  # the Accepted event is on a later page
     filled_in_two_parts(store, "sig-0", "X-0")
     order = filled_in_two_parts(store, "sig-1", "X-1")
     assert find_order(store, "X-1").id == order.id

@@ -14,21 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.backtest_chart_data import Indicators
-from app.backtest_chart_data import candles_for as _candles
-from app.backtest_chart_data import minmax_indices as _minmax_indices
-from app.backtest_chart_data import strategy_indicators as _indicators
-from app.backtest_report import render_report
-from app.backtest_results import (
+from trading_engine.app.backtest_chart_data import Indicators
+from trading_engine.app.backtest_chart_data import candles_for as _candles
+from trading_engine.app.backtest_chart_data import minmax_indices as _minmax_indices
+from trading_engine.app.backtest_chart_data import strategy_indicators as _indicators
+from trading_engine.app.backtest_report import render_report
+from trading_engine.app.backtest_results import (
     BacktestResult,
     ClosedTrade,
     EquityPoint,
     OpenTrade,
     compute_metrics,
 )
-from domain.indicators import RSI, BollingerBands
-from domain.models import OHLCV
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.indicators import RSI, BollingerBands
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -209,5 +209,5 @@ def test_report_without_volume_or_bars_and_with_many_symbols() -> None:
 
 
 def test_the_cli_starts_without_bokeh() -> None:
-    code = "import sys, app.cli; sys.exit('bokeh' in sys.modules)"
+    code = "import sys, trading_engine.app.cli; sys.exit('bokeh' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

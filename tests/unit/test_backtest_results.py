@@ -16,16 +16,16 @@ import orjson
 import pandas as pd
 import pytest
 
-from app import backtest_report
-from app.backtest_report import write_outputs
-from app.backtest_results import (
+from trading_engine.app import backtest_report
+from trading_engine.app.backtest_report import write_outputs
+from trading_engine.app.backtest_results import (
     BacktestResult,
     ClosedTrade,
     EquityPoint,
     compute_metrics,
 )
-from domain.models import OHLCV
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 # backtesting.py 0.6.6 itself calls the deprecated DatetimeIndex.dayofweek
 pytestmark = pytest.mark.filterwarnings("ignore:DatetimeIndex.dayofweek is deprecated")
@@ -544,7 +544,7 @@ def test_a_run_leaves_the_collector_as_it_found_it() -> None:
     objects, and puts it back afterwards, also when the run fails."""
     import gc
 
-    from app.backtest import fewer_collections
+    from trading_engine.app.backtest import fewer_collections
 
     before = gc.get_threshold()
     with fewer_collections(threshold=12_345):

@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adapters.marketdata.bar_files import (
+from trading_engine.adapters.marketdata.bar_files import (
     BarFileError,
     BarFileWarning,
     default_symbol,
     read_bar_file,
     read_bars,
 )
-from domain.bars import bar_end
-from domain.models import OHLCV
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.bars import bar_end
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 HEADER = "timestamp,open,high,low,close,volume\n"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -9,15 +9,16 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from adapters.brokers.ccxt_broker import (
+from support.harness_ccxt import CcxtHarness, make_broker
+from trading_engine.adapters.brokers.ccxt_broker import (
     CcxtBroker,
     is_ambiguous,
     order_status,
     to_decimal,
     translate,
 )
-from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
-from ports.broker import (
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
+from trading_engine.ports.broker import (
     BrokerFatal,
     OrderNotCancelable,
     OrderNotFound,
@@ -27,8 +28,7 @@ from ports.broker import (
     RetryLater,
     TradingPaused,
 )
-from support.ccxt_standin import API_SECRET, StandinServer
-from support.harness_ccxt import CcxtHarness, make_broker
+from trading_engine_standins.ccxt import API_SECRET, StandinServer
 
 D = Decimal
 

@@ -16,8 +16,8 @@ from dotenv import dotenv_values
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from app.cli import cli
-from app.config import Settings, load_settings
+from trading_engine.app.cli import cli
+from trading_engine.app.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -45,9 +45,15 @@ def _instructions() -> list[tuple[str, str]]:
 
 
 def _final_stage() -> list[tuple[str, str]]:
+    """The engine's runtime stage: `runtime`, which the default (last) target `engine` is."""
     instructions = _instructions()
-    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
-    return instructions[last_from:]
+    froms = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
+    last = instructions[froms[-1]][1].split()
+    assert last[0] == "runtime", "the default target is the engine's runtime stage"
+    assert last[-1] == "engine", "the default target is named engine"
+    start = next(i for i in froms if instructions[i][1].split()[-1] == "runtime")
+    end = next((i for i in froms if i > start), len(instructions))
+    return instructions[start:end]
 
 
 def test_the_image_runs_as_a_fixed_non_root_user_before_the_entrypoint() -> None:
@@ -83,14 +89,15 @@ def test_the_healthcheck_asks_livez_on_the_health_port_the_image_sets() -> None:
     assert "HEALTH_HOST=0.0.0.0" in env
 
 
-def test_dependencies_come_from_the_lock_with_hashes_and_the_project_without_deps() -> None:
+def test_dependencies_come_from_the_lock_with_hashes_and_the_project_as_a_wheel() -> None:
     runs = [args for op, args in _instructions() if op == "RUN"]
     from_lock = [run for run in runs if "requirements.lock" in run]
     assert from_lock
     assert all("--require-hashes" in run for run in from_lock)
-    project = [run for run in runs if re.search(r"pip install .*-e \.", run)]
+    project = [run for run in runs if re.search(r"pip install .*/trading_engine-\*\.whl", run)]
     assert project
     assert all("--no-deps" in run for run in project)
+    assert not [run for run in runs if re.search(r"pip install .*-e ", run)], "no editable tree"
 
 
 def test_no_secret_is_baked_into_the_image() -> None:
@@ -117,15 +124,14 @@ def _copies() -> dict[str, str]:
     return copies
 
 
-def test_the_image_keeps_the_source_tree_layout_the_code_resolves_paths_in() -> None:
-    # adapters/sql/migrations.py finds ops/migrations three levels above its package, and
-    # app/cli.py finds samples/ two above: src/, ops/migrations and samples/ must share a root.
-    copies = _copies()
-    root = PurePosixPath(copies["src"]).parent
-    assert copies["ops/migrations"] == str(root / "ops" / "migrations")
-    assert copies["samples"] == str(root / "samples")
-    env = " ".join(args for op, args in _final_stage() if op == "ENV")
-    assert f"TRADING_ENGINE_MIGRATIONS={root}/ops/migrations" in env
+def test_the_image_runs_from_the_wheel_with_no_source_tree_beside_it() -> None:
+    # Migrations and the bundled sample are package data (importlib.resources): the runtime
+    # stage copies the virtualenv only, and needs no folder named by TRADING_ENGINE_MIGRATIONS.
+    final = _final_stage()
+    copies = [args for op, args in final if op == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], copies
+    env = " ".join(args for op, args in final if op == "ENV")
+    assert "TRADING_ENGINE_MIGRATIONS" not in env
 
 
 def test_every_copied_path_exists_and_the_build_context_lets_it_in() -> None:
@@ -206,6 +212,7 @@ def _engine_services(compose: dict) -> dict[str, dict]:
         name: service
         for name, service in compose["services"].items()
         if service.get("build", {}).get("dockerfile") == "ops/Dockerfile"
+        and service["build"].get("target") == "engine"
     }
 
 
@@ -237,7 +244,7 @@ def test_execution_talks_to_the_standin_with_the_key_pair_it_accepts(compose: di
     assert services["execution"]["environment"]["REST_BASE_URL"] == f"http://standin:{port}"
     assert "${API_KEY" in standin
     assert "${API_SECRET" in standin
-    assert services["standin"]["entrypoint"][-2:] == ["-m", "gmo_standin"]
+    assert services["standin"]["entrypoint"][-2:] == ["-m", "trading_engine_standins.gmo"]
 
 
 def test_every_engine_variable_is_a_setting_and_each_role_loads(compose: dict) -> None:

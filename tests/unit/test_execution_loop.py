@@ -10,20 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from domain.market import Trade
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.values import CancelType, Exchange, OrderStatus, Side, Symbol
-from gmo_standin import GmoStandIn
-from ports.broker import OrderRequest
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import CancelType, Exchange, OrderStatus, Side, Symbol
+from trading_engine.ports.broker import OrderRequest
+from trading_engine_standins.gmo import GmoStandIn
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -14,18 +14,21 @@ from typing import Any
 
 import pytest
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from app.execution_loop import ExecutionLoop
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.values import OrderStatus, Side
-from gmo_standin import GmoStandIn
-from ports.broker import ExchangeOrder
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import OrderStatus, Side
+from trading_engine.ports.broker import ExchangeOrder
+from trading_engine_standins.gmo import GmoStandIn
 
 _n = iter(range(1_000_000))
 

@@ -8,20 +8,23 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.system import SystemClock
-from adapters.eventstore.memory import memory_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from app.bootstrap import execution_loop, execution_settings, risk_limits
-from app.config import load_settings
-from app.execution import ExecutionService
-from app.execution_loop import ExecutionStats
-from domain.errors import DomainError
-from domain.models import Signal
-from domain.risk import RiskLimits, TradingState, refusal_for
-from domain.sizing import GMO_RULES, PlannedOrder, plan_orders
-from domain.values import OrderType, Side, SignalAction
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.system import SystemClock
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.app.bootstrap import execution_loop, execution_settings, risk_limits
+from trading_engine.app.config import load_settings
+from trading_engine.app.execution import ExecutionService
+from trading_engine.app.execution_loop import ExecutionStats
+from trading_engine.domain.errors import DomainError
+from trading_engine.domain.models import Signal
+from trading_engine.domain.risk import RiskLimits, TradingState, refusal_for
+from trading_engine.domain.sizing import GMO_RULES, PlannedOrder, plan_orders
+from trading_engine.domain.values import OrderType, Side, SignalAction
 
 LIMITS = RiskLimits(
     max_position_size=Decimal("0.05"),

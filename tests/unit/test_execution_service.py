@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from adapters.brokers.gmo import GmoBroker
-from adapters.clocks.system import SystemClock
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.execution import ExecutionService, ExecutionSettings
-from app.order_monitor import OrderMonitor
-from app.reconciliation import reconcile
-from domain.models import Signal
-from domain.order import Order, order_id_for
-from domain.risk import RiskLimits, TradingState
-from domain.signal_decision import SignalDecision, decision_id_for
-from domain.sizing import GMO_RULES
-from domain.values import CancelType, OrderStatus, OrderType, Side
-from gmo_standin import GmoStandIn
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.clocks.system import SystemClock
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.execution import ExecutionService, ExecutionSettings
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.app.reconciliation import reconcile
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import Order, order_id_for
+from trading_engine.domain.risk import RiskLimits, TradingState
+from trading_engine.domain.signal_decision import SignalDecision, decision_id_for
+from trading_engine.domain.sizing import GMO_RULES
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side
+from trading_engine_standins.gmo import GmoStandIn
 
 LIMITS = RiskLimits(
     max_position_size=Decimal("0.05"),
@@ -264,7 +264,7 @@ def test_a_signal_that_needs_no_order_is_said_so_in_the_log(
 ) -> None:
     """An exit with no position open: approved with no order, and a `decision` record under
     the signal's id, so the log does not end at a lone signal."""
-    with caplog.at_level("INFO", logger="app.execution"):
+    with caplog.at_level("INFO", logger="trading_engine.app.execution"):
         outcome = rig.service.handle(signal("exit"))
     assert (outcome.outcome, outcome.orders) == ("approved", ())
     (record,) = [r for r in caplog.records if getattr(r, "event", None) == "decision"]

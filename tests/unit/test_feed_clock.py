@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.feed_clock import FeedClock
+from trading_engine.domain.feed_clock import FeedClock
 
 T = datetime(2025, 7, 1, 21, 0, tzinfo=UTC)
 

@@ -11,21 +11,24 @@ from pathlib import Path
 
 import pytest
 
-import gmo_standin.exchange as standin_exchange
-from adapters.brokers.gmo import GmoBroker
-from adapters.eventstore.sqlite import sqlite_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from app.bootstrap import execution_loop
-from app.config import load_settings
-from app.log_exports import ExportFilter, executions
-from app.order_monitor import execution_order
-from app.tax_export import tax_report
-from domain.models import Signal
-from domain.position import Position
-from domain.values import Side
-from gmo_standin import GmoStandIn
-from ports.broker import ExchangeExecution
+import trading_engine_standins.gmo.exchange as standin_exchange
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.app.bootstrap import execution_loop
+from trading_engine.app.config import load_settings
+from trading_engine.app.log_exports import ExportFilter, executions
+from trading_engine.app.order_monitor import execution_order
+from trading_engine.app.tax_export import tax_report
+from trading_engine.domain.models import Signal
+from trading_engine.domain.position import Position
+from trading_engine.domain.values import Side
+from trading_engine.ports.broker import ExchangeExecution
+from trading_engine_standins.gmo import GmoStandIn
 
 SECOND = datetime(2026, 3, 2, 1, 52, 10, 886_000, tzinfo=UTC)
 

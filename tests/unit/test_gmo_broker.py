@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.brokers import gmo_errors
-from adapters.brokers.gmo import GmoBroker
-from adapters.brokers.gmo_mapping import status_of
-from adapters.brokers.rate_limiter import RateLimiter
-from domain.values import CancelType, OrderStatus, OrderType, Side
-from gmo_standin import GmoStandIn
-from ports.broker import (
+from trading_engine.adapters.brokers import gmo_errors
+from trading_engine.adapters.brokers.gmo import GmoBroker
+from trading_engine.adapters.brokers.gmo_mapping import status_of
+from trading_engine.adapters.brokers.rate_limiter import RateLimiter
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side
+from trading_engine.ports.broker import (
     BrokerFatal,
     OrderNotCancelable,
     OrderNotFound,
@@ -26,6 +25,7 @@ from ports.broker import (
     RetryLater,
     TradingPaused,
 )
+from trading_engine_standins.gmo import GmoStandIn
 
 # A copy of the project's GMO reference (../shared/docs/gmo-api.md), kept in the repository so
 # a fresh clone can check the adapter's error table against it.

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gmo_standin import GmoStandIn
 from support.broker_harness import PLACEMENT_FAULTS
 from support.harness_gmo import GmoHarness
+from trading_engine_standins.gmo import GmoStandIn
 
 KEY = "standin-key"
 SECRET = "standin-secret"
@@ -670,7 +670,17 @@ def test_stop_closes_idle_keep_alive_connections() -> None:
 
 def test_the_module_serves_until_interrupted() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gmo_standin", "--port", "0", "--api-key", "k", "--api-secret", "s"],
+        [
+            sys.executable,
+            "-m",
+            "trading_engine_standins.gmo",
+            "--port",
+            "0",
+            "--api-key",
+            "k",
+            "--api-secret",
+            "s",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -10,11 +10,16 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.brokers.simulated import SimulatedExchange
-from app.metered_broker import BUCKETS, ERRORS, LATENCY, METHODS, MeteredBroker
-from domain.values import OrderType, Side
-from ports.broker import OrderNotCancelable, OrderNotFound, OrderRejected, OrderRequest
-from ports.health import Sample
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.app.metered_broker import BUCKETS, ERRORS, LATENCY, METHODS, MeteredBroker
+from trading_engine.domain.values import OrderType, Side
+from trading_engine.ports.broker import (
+    OrderNotCancelable,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+)
+from trading_engine.ports.health import Sample
 
 
 def a_request(client_id: str, order_type: OrderType = OrderType.MARKET, **terms) -> OrderRequest:

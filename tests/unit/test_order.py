@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from domain.errors import IllegalOrderTransition, InvalidValue
-from domain.models import Execution
-from domain.order import Order, order_id_for
-from domain.values import CancelType, OrderStatus, TimeInForce, money_context
+from trading_engine.domain.errors import IllegalOrderTransition, InvalidValue
+from trading_engine.domain.models import Execution
+from trading_engine.domain.order import Order, order_id_for
+from trading_engine.domain.values import CancelType, OrderStatus, TimeInForce, money_context
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.memory import memory_event_store
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.orders import OrderService
-from domain.errors import DuplicateOrder, IllegalOrderTransition, UnknownOrder
-from domain.models import Execution, Signal
-from domain.order import order_id_for
-from domain.values import OrderStatus, PositionSide
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.orders import OrderService
+from trading_engine.domain.errors import DuplicateOrder, IllegalOrderTransition, UnknownOrder
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.values import OrderStatus, PositionSide
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.memory import memory_event_store
-from app.execution import request_for
-from app.order_monitor import OrderMonitor
-from domain.models import OHLCV
-from domain.order import Order
-from domain.values import OrderStatus
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.app.execution import request_for
+from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.order import Order
+from trading_engine.domain.values import OrderStatus
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

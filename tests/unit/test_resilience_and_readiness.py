@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from adapters.signals.redis_bus import EXECUTION_GROUP
-from app.bootstrap import (
+from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
+from trading_engine.app.bootstrap import (
     CONSUMER_LAG_READY,
     CONSUMER_PENDING_READY,
     STRATEGY_GROUP,
     _groups_problem,
     _GroupState,
 )
-from app.health import Readiness
-from app.resilience import Backoff, LoopHealth, run_resilient
+from trading_engine.app.health import Readiness
+from trading_engine.app.resilience import Backoff, LoopHealth, run_resilient
 
 
 class Away(Exception):

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from domain.risk import RiskLimits, TradingControl, TradingState, refusal_for
-from domain.sizing import PlannedOrder
-from domain.values import OrderType, Side
+from trading_engine.domain.risk import RiskLimits, TradingControl, TradingState, refusal_for
+from trading_engine.domain.sizing import PlannedOrder
+from trading_engine.domain.values import OrderType, Side
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 LIMITS = RiskLimits(

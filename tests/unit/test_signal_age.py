@@ -8,19 +8,22 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.memory import memory_event_store
-from adapters.marketdata.in_process import InProcessLog
-from adapters.signals.in_process_bus import InProcessSignalPublisher, InProcessSignalSubscriber
-from app.bootstrap import execution_loop, execution_settings
-from app.config import load_settings
-from app.execution_loop import signal_age
-from domain.errors import InvalidValue
-from domain.models import Signal
-from domain.signal_age import SignalAgeLimit
-from domain.signal_decision import decision_id_for
-from ports.signal_bus import SignalEntry
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.memory import memory_event_store
+from trading_engine.adapters.marketdata.in_process import InProcessLog
+from trading_engine.adapters.signals.in_process_bus import (
+    InProcessSignalPublisher,
+    InProcessSignalSubscriber,
+)
+from trading_engine.app.bootstrap import execution_loop, execution_settings
+from trading_engine.app.config import load_settings
+from trading_engine.app.execution_loop import signal_age
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import Signal
+from trading_engine.domain.signal_age import SignalAgeLimit
+from trading_engine.domain.signal_decision import decision_id_for
+from trading_engine.ports.signal_bus import SignalEntry
 
 CLOSE = datetime(2025, 7, 1, 21, 5, tzinfo=UTC)  # a bar of last year: the feed says when now is
 

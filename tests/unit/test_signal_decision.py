@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.eventstore.sqlite import sqlite_event_store
-from domain.models import Signal
-from domain.order import order_id_for
-from domain.signal_decision import DecisionAlreadyMade, SignalDecision, decision_id_for
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.domain.models import Signal
+from trading_engine.domain.order import order_id_for
+from trading_engine.domain.signal_decision import (
+    DecisionAlreadyMade,
+    SignalDecision,
+    decision_id_for,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SIGNAL = Signal(

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.brokers.simulated import SimulatedExchange
-from adapters.clocks.manual import ManualClock
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.values import (
+from support.harness_simulated import SimulatedHarness
+from trading_engine.adapters.brokers.simulated import SimulatedExchange
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import (
     CancelType,
     Exchange,
     OrderStatus,
@@ -26,8 +27,12 @@ from domain.values import (
     Timeframe,
     TimeInForce,
 )
-from ports.broker import OrderNotCancelable, OrderNotFound, OrderRejected, OrderRequest
-from support.harness_simulated import SimulatedHarness
+from trading_engine.ports.broker import (
+    OrderNotCancelable,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+)
 
 D = Decimal
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

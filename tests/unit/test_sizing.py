@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from domain.sizing import GMO_RULES, PlannedOrder, SizingRefused, plan_orders
-from domain.values import OrderType, Side, SignalAction
+from trading_engine.domain.sizing import GMO_RULES, PlannedOrder, SizingRefused, plan_orders
+from trading_engine.domain.values import OrderType, Side, SignalAction
 
 D = Decimal
 

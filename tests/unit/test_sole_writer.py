@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clocks.manual import ManualClock
-from adapters.eventstore.round_trips import count_round_trips
-from adapters.eventstore.sqlite import sqlite_event_store
-from app.orders import OrderService
-from app.sole_writer import SoleWriterStore
-from domain.models import Execution, Signal
-from domain.values import CancelType, OrderStatus, Side
-from ports.event_store import ConcurrencyConflict
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.eventstore.round_trips import count_round_trips
+from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
+from trading_engine.app.orders import OrderService
+from trading_engine.app.sole_writer import SoleWriterStore
+from trading_engine.domain.models import Execution, Signal
+from trading_engine.domain.values import CancelType, OrderStatus, Side
+from trading_engine.ports.event_store import ConcurrencyConflict
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 _n = iter(range(1_000_000))

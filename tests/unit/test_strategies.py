@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.strategies.registry import STRATEGIES, UnknownStrategy, create_strategy
-from domain.errors import InvalidValue
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, SignalAction, Symbol, Timeframe
+from trading_engine.adapters.strategies.registry import STRATEGIES, UnknownStrategy, create_strategy
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, SignalAction, Symbol, Timeframe
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

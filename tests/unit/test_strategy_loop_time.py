@@ -12,19 +12,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.clocks.manual import ManualClock
-from adapters.marketdata.gmo_messages import entry_fields
-from adapters.marketdata.in_process import InProcessLog, InProcessSource
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.signals.in_process_bus import InProcessSignalPublisher
-from adapters.sql.connections import connect_sqlite
-from adapters.sql.migrations import migrate_sqlite
-from adapters.sql.strategy_tables import SqliteStrategyTables
-from adapters.strategies.registry import create_strategy
-from app.strategy_loop import StrategyLoop
-from domain.bars import bucket_start
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol, Timeframe
+from trading_engine.adapters.clocks.manual import ManualClock
+from trading_engine.adapters.marketdata.gmo_messages import entry_fields
+from trading_engine.adapters.marketdata.in_process import InProcessLog, InProcessSource
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.signals.in_process_bus import InProcessSignalPublisher
+from trading_engine.adapters.sql.connections import connect_sqlite
+from trading_engine.adapters.sql.migrations import migrate_sqlite
+from trading_engine.adapters.sql.strategy_tables import SqliteStrategyTables
+from trading_engine.adapters.strategies.registry import create_strategy
+from trading_engine.app.strategy_loop import StrategyLoop
+from trading_engine.domain.bars import bucket_start
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol, Timeframe
 
 T0 = datetime(2025, 7, 1, 21, 0, tzinfo=UTC)  # the feed's time: a year before the host's
 S1, M1, M5 = Timeframe("1s"), Timeframe("1m"), Timeframe("5m")

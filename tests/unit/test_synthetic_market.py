@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.marketdata.synthetic import Regime, SyntheticMarket, synthetic_trades
-from adapters.marketdata.trade_files import format_row, read_gmo_trades
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.adapters.marketdata.synthetic import Regime, SyntheticMarket, synthetic_trades
+from trading_engine.adapters.marketdata.trade_files import format_row, read_gmo_trades
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 START = datetime(2025, 7, 1, 21, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def test_different_seed_different_trades() -> None:
 
 def test_the_output_for_a_seed_never_changes() -> None:
     """Pinned bytes: the same on every machine and Python version. If you change the model on
-    purpose, update the digest and regenerate samples/gmo_BTC_JPY_sample.csv.gz."""
+    purpose, update the digest and regenerate src/samples/gmo_BTC_JPY_sample.csv.gz."""
     digest = hashlib.sha256("".join(map(format_row, trades(seed=7, count=5_000))).encode())
     assert digest.hexdigest() == PINNED_SEED_7_FIRST_5000
 
@@ -237,13 +237,13 @@ def test_strategies_have_something_to_see(seed: int) -> None:
         assert lower >= 1
 
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "gmo_BTC_JPY_sample.csv.gz"
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "samples" / "gmo_BTC_JPY_sample.csv.gz"
 
 
 def test_shipped_sample_is_this_generators_seed_7(
     market: tuple[SyntheticMarket, list[Trade]],
 ) -> None:
-    """samples/gmo_BTC_JPY_sample.csv.gz = seed 7, 20,000 trades from 2025-07-01 21:00 UTC."""
+    """src/samples/gmo_BTC_JPY_sample.csv.gz = seed 7, 20,000 trades from 2025-07-01 21:00 UTC."""
     _, generated = market
     assert SAMPLE.stat().st_size < 400_000
     assert list(read_gmo_trades(SAMPLE)) == generated

@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from domain.errors import InvalidValue
-from domain.models import Execution
-from domain.position import Position
-from domain.tax import (
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import Execution
+from trading_engine.domain.position import Position
+from trading_engine.domain.tax import (
     Holding,
     Method,
     TaxFill,

@@ -8,14 +8,21 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.brokers.simulated_book import base_and_quote
-from adapters.strategies.base import BarStrategy
-from app.config import ConfigError, load_settings
-from domain.bars import BarBuilder, bar_end, bucket_start, nested
-from domain.errors import InvalidValue
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.values import NOMINAL_MONTH_SECONDS, Exchange, Side, SignalAction, Symbol, Timeframe
+from trading_engine.adapters.brokers.simulated_book import base_and_quote
+from trading_engine.adapters.strategies.base import BarStrategy
+from trading_engine.app.config import ConfigError, load_settings
+from trading_engine.domain.bars import BarBuilder, bar_end, bucket_start, nested
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import (
+    NOMINAL_MONTH_SECONDS,
+    Exchange,
+    Side,
+    SignalAction,
+    Symbol,
+    Timeframe,
+)
 
 JST = timezone(timedelta(hours=9))
 

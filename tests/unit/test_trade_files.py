@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.marketdata.synthetic import synthetic_trades
-from adapters.marketdata.trade_files import TradeFileError, read_gmo_trades, write_gmo_trades
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.adapters.marketdata.synthetic import synthetic_trades
+from trading_engine.adapters.marketdata.trade_files import (
+    TradeFileError,
+    read_gmo_trades,
+    write_gmo_trades,
+)
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 HEADER = "symbol,side,size,price,timestamp\n"
 GOOD_ROW = "BTC_JPY,BUY,0.0010,15499938.000,2025-06-30 21:00:19.862\n"

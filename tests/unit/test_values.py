@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from domain.errors import InvalidValue
-from domain.values import (
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.values import (
     Exchange,
     OrderStatus,
     OrderType,
@@ -113,7 +113,7 @@ def test_timeframes() -> None:
 
 
 def test_naive_datetimes_are_refused_by_commands() -> None:
-    from domain.order import Order
+    from trading_engine.domain.order import Order
 
     with pytest.raises(InvalidValue, match="timezone-aware"):
         Order.submit(

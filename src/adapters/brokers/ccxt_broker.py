@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 import ccxt
 
-from domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
-from ports.broker import (
+from trading_engine.domain.values import CancelType, OrderStatus, OrderType, Side, TimeInForce
+from trading_engine.ports.broker import (
     Balance,
     BrokerError,
     BrokerFatal,

@@ -26,15 +26,15 @@ from typing import Any
 import httpx
 import orjson
 
-from adapters.brokers import gmo_errors
-from adapters.brokers.gmo_mapping import (
+from trading_engine.adapters.brokers import gmo_errors
+from trading_engine.adapters.brokers.gmo_mapping import (
     to_balance,
     to_execution,
     to_order,
     to_position,
 )
-from adapters.brokers.rate_limiter import RateLimiter
-from ports.broker import (
+from trading_engine.adapters.brokers.rate_limiter import RateLimiter
+from trading_engine.ports.broker import (
     Balance,
     BrokerError,
     ExchangeExecution,

@@ -6,7 +6,7 @@ the reference, and a test can check that every documented code is here.
 
 from __future__ import annotations
 
-from ports.broker import (
+from trading_engine.ports.broker import (
     BrokerError,
     BrokerFatal,
     OrderNotCancelable,

@@ -10,8 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain.values import ZERO, CancelType, OrderStatus, OrderType, Side
-from ports.broker import Balance, ExchangeExecution, ExchangeOrder, ExchangePosition
+from trading_engine.domain.values import ZERO, CancelType, OrderStatus, OrderType, Side
+from trading_engine.ports.broker import Balance, ExchangeExecution, ExchangeOrder, ExchangePosition
 
 # GMO's cancelType to the engine's reason for a CANCELED order.
 CANCEL_TYPES = {

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NoReturn
 
-from adapters.brokers.simulated_book import (
+from trading_engine.adapters.brokers.simulated_book import (
     bar_fill_price,
     base_and_quote,
     buy_cost,
@@ -44,10 +44,10 @@ from adapters.brokers.simulated_book import (
     trade_fill_price,
     would_cross,
 )
-from domain.market import Trade
-from domain.models import OHLCV
-from domain.sizing import GMO_RULES, SymbolRules
-from domain.values import (
+from trading_engine.domain.market import Trade
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.sizing import GMO_RULES, SymbolRules
+from trading_engine.domain.values import (
     ZERO,
     CancelType,
     OrderStatus,
@@ -57,7 +57,7 @@ from domain.values import (
     TimeInForce,
     money_context,
 )
-from ports.broker import (
+from trading_engine.ports.broker import (
     Balance,
     ExchangeExecution,
     ExchangeOrder,
@@ -68,7 +68,7 @@ from ports.broker import (
     OrderRequest,
     PrivateEvents,
 )
-from ports.clock import Clock
+from trading_engine.ports.clock import Clock
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RECENT_EXECUTIONS = 100

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
 
-from domain.values import SCALE, ZERO, OrderType, Side, money_context
+from trading_engine.domain.values import SCALE, ZERO, OrderType, Side, money_context
 
 QUANTUM = Decimal(1).scaleb(-SCALE)
 

@@ -18,12 +18,13 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Trans
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import resolve_topic
 
-from adapters.eventstore import chain
-from adapters.eventstore.transcoder import OrjsonTranscoder
-from domain.errors import DuplicateOrder, UnknownOrder
-from domain.order import Order
-from domain.position import Position, position_id_for
-from ports.event_store import ChainReport, ConcurrencyConflict, RecordedEvent
+import trading_engine.adapters.eventstore.old_topics  # noqa: F401  (old logs' topics)
+from trading_engine.adapters.eventstore import chain
+from trading_engine.adapters.eventstore.transcoder import OrjsonTranscoder
+from trading_engine.domain.errors import DuplicateOrder, UnknownOrder
+from trading_engine.domain.order import Order
+from trading_engine.domain.position import Position, position_id_for
+from trading_engine.ports.event_store import ChainReport, ConcurrencyConflict, RecordedEvent
 
 
 class EventSourcedStore(Application[UUID]):

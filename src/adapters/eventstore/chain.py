@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from ports.event_store import ChainReport
+from trading_engine.ports.event_store import ChainReport
 
 GENESIS = bytes(32)
 PAGE = 5000

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from ports.change_watch import ChangeWatch
+from trading_engine.ports.change_watch import ChangeWatch
 
 if TYPE_CHECKING:  # psycopg is imported by the PostgreSQL watch itself (start-up, issue 16)
     import psycopg
@@ -60,7 +60,7 @@ def change_watch(store: Any, aggregate_id: UUID, aggregate_class: type) -> Chang
     if persistence == "eventsourcing.postgres":
         from psycopg.conninfo import make_conninfo
 
-        from adapters.eventstore.postgres import connection_string
+        from trading_engine.adapters.eventstore.postgres import connection_string
 
         env = {key: store.env.get(key) or "" for key in _POSTGRES_KEYS}
         schema = recorder.datastore.schema

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from eventsourcing.persistence import StoredEvent
 
-from adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.application import EventSourcedStore
 
 BATCH = 10_000  # events per transaction
 

@@ -13,8 +13,8 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.chain import GENESIS, Link, link_hash
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.chain import GENESIS, Link, link_hash
 
 
 class ChainedPOPOApplicationRecorder(POPOApplicationRecorder):
@@ -53,6 +53,6 @@ def memory_event_store(*, chained: bool = True) -> EventSourcedStore:
     env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if chained:
         env["APPLICATION_RECORDER_TOPIC"] = (
-            "adapters.eventstore.memory:ChainedPOPOApplicationRecorder"
+            "trading_engine.adapters.eventstore.memory:ChainedPOPOApplicationRecorder"
         )
     return EventSourcedStore(env)

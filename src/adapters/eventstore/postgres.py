@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
 
 
 def postgres_env(database_url: str, schema: str | None = None) -> dict[str, str]:
@@ -41,7 +41,7 @@ def postgres_env(database_url: str, schema: str | None = None) -> dict[str, str]
         # subclass adds the table lock it lacks (see postgres_recorder.py).
         "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
         "APPLICATION_RECORDER_TOPIC": (
-            "adapters.eventstore.postgres_recorder:GaplessPostgresApplicationRecorder"
+            "trading_engine.adapters.eventstore.postgres_recorder:GaplessPostgresApplicationRecorder"
         ),
     }
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
 
-from adapters.eventstore.chain import Link
+from trading_engine.adapters.eventstore.chain import Link
 
 
 class GaplessPostgresApplicationRecorder(PostgresApplicationRecorder):

@@ -15,8 +15,8 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.chain import GENESIS, Link, link_hash
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.chain import GENESIS, Link, link_hash
 
 _REFUSAL = "trading-engine: the event log is append-only"
 
@@ -90,7 +90,7 @@ def sqlite_event_store(path: str | Path) -> EventSourcedStore:
             "SQLITE_DBNAME": db_path,
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": (
-                "adapters.eventstore.sqlite:ChainedSQLiteApplicationRecorder"
+                "trading_engine.adapters.eventstore.sqlite:ChainedSQLiteApplicationRecorder"
             ),
         }
     )

@@ -16,7 +16,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Transcoder
 
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 _DECIMAL, _DATETIME, _UUID = "decimal_str", "datetime_iso", "uuid_hex"
 # Value objects appear in snapshots (an aggregate's whole state), not in events.

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from ports.health import MetricsSource, ReadinessReport, Sample
+from trading_engine.ports.health import MetricsSource, ReadinessReport, Sample
 
 log = logging.getLogger(__name__)
 

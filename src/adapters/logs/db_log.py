@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from adapters.logs.json_lines import record_fields, record_time
-from adapters.logs.redaction import Redactor
-from adapters.sql.connections import connect_postgres, connect_sqlite
+from trading_engine.adapters.logs.json_lines import record_fields, record_time
+from trading_engine.adapters.logs.redaction import Redactor
+from trading_engine.adapters.sql.connections import connect_postgres, connect_sqlite
 
 _INSERT = (
     "INSERT INTO engine_log (logged_at, level, logger, event, correlation_id, message, fields)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from adapters.logs.redaction import Redactor
+from trading_engine.adapters.logs.redaction import Redactor
 
 # What every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

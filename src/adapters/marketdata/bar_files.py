@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from domain.errors import InvalidValue
-from domain.models import OHLCV
-from domain.values import INTEGER_DIGITS, SCALE, Exchange, Symbol, Timeframe
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import INTEGER_DIGITS, SCALE, Exchange, Symbol, Timeframe
 
 PathLike = str | os.PathLike[str]
 

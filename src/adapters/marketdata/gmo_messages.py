@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from domain.errors import InvalidValue
-from domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
-from domain.values import Exchange, Symbol, decimal_of
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
+from trading_engine.domain.values import Exchange, Symbol, decimal_of
 
 KNOWN_EXCHANGES: frozenset[str] = frozenset({"gmo"})
 """Exchanges whose collectors write GMO-format payloads; others are dead-lettered."""

@@ -27,13 +27,13 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from adapters.marketdata.gmo_messages import (
+from trading_engine.adapters.marketdata.gmo_messages import (
     KNOWN_EXCHANGES,
     MalformedEntry,
     parse_entry,
     reason_kind,
 )
-from ports.market_data import MarketEntry, SourceStats
+from trading_engine.ports.market_data import MarketEntry, SourceStats
 
 T = TypeVar("T")
 log = logging.getLogger("trading_engine.streams")

@@ -20,15 +20,15 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from adapters.marketdata.gmo_messages import MalformedEntry, parse_entry
-from adapters.marketdata.in_process import (
+from trading_engine.adapters.marketdata.gmo_messages import MalformedEntry, parse_entry
+from trading_engine.adapters.marketdata.in_process import (
     RawEntry,
     StreamGroupReader,
     check_streams,
     dead_letter_fields,
     market_entry,
 )
-from ports.market_data import MarketEntry, SourceStats
+from trading_engine.ports.market_data import MarketEntry, SourceStats
 
 
 def _text(value: Any) -> str:

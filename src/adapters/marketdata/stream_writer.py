@@ -21,8 +21,8 @@ from datetime import datetime
 
 import redis
 
-from adapters.marketdata.gmo_messages import trade_payload
-from domain.market import Trade
+from trading_engine.adapters.marketdata.gmo_messages import trade_payload
+from trading_engine.domain.market import Trade
 
 
 def trade_fields(trade: Trade) -> dict[str, str]:

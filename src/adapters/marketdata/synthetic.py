@@ -42,8 +42,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 _CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)  # independent of the caller's context
 _SWEEP_PROBABILITY = 0.1

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from domain.models import OHLCV
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.models import OHLCV
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 
 def synthetic_bars(

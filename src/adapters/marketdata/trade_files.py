@@ -25,9 +25,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
-from domain.errors import InvalidValue
-from domain.market import Trade
-from domain.values import Exchange, Side, Symbol
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.market import Trade
+from trading_engine.domain.values import Exchange, Side, Symbol
 
 COLUMNS = ("symbol", "side", "size", "price", "timestamp")
 HEADER = ",".join(COLUMNS)

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from eventsourcing.postgres import PostgresApplicationRecorder
     from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from adapters.eventstore.transcoder import OrjsonTranscoder
-from ports.event_store import RecordedEvent
+import trading_engine.adapters.eventstore.old_topics  # noqa: F401  (old logs' topics)
+from trading_engine.adapters.eventstore.transcoder import OrjsonTranscoder
+from trading_engine.ports.event_store import RecordedEvent
 
 # OrjsonTranscoder's tags for the values an event holds (value objects appear in snapshots
 # only, and a tag not listed here goes to the mapper).

@@ -24,13 +24,19 @@ from eventsourcing.persistence import PersistenceError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
-from adapters.eventstore.application import EventSourcedStore
-from adapters.eventstore.postgres import connection_string, postgres_env
-from adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
-from adapters.projections.log_stream import log_pages
-from adapters.projections.row_sql import batches, by_table
-from ports.event_store import RecordedEvent
-from ports.projections import Lookup, PositionMoved, ProjectionStoreError, RowChange, TableState
+from trading_engine.adapters.eventstore.application import EventSourcedStore
+from trading_engine.adapters.eventstore.postgres import connection_string, postgres_env
+from trading_engine.adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
+from trading_engine.adapters.projections.log_stream import log_pages
+from trading_engine.adapters.projections.row_sql import batches, by_table
+from trading_engine.ports.event_store import RecordedEvent
+from trading_engine.ports.projections import (
+    Lookup,
+    PositionMoved,
+    ProjectionStoreError,
+    RowChange,
+    TableState,
+)
 
 STAGING = "__staging"
 TRACKING_TABLE = "projections_tracking"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from typing import Any
 
-from ports.projections import Lookup, RowChange
+from trading_engine.ports.projections import Lookup, RowChange
 
 Quote = Callable[[str], str]  # table name → qualified, quoted SQL name
 Convert = Callable[[Any], Any]

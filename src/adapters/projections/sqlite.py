@@ -22,10 +22,15 @@ import orjson
 from eventsourcing.persistence import PersistenceError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from adapters.projections.log_stream import log_pages
-from adapters.projections.row_sql import batches
-from ports.event_store import RecordedEvent
-from ports.projections import PositionMoved, ProjectionStoreError, RowChange, TableState
+from trading_engine.adapters.projections.log_stream import log_pages
+from trading_engine.adapters.projections.row_sql import batches
+from trading_engine.ports.event_store import RecordedEvent
+from trading_engine.ports.projections import (
+    PositionMoved,
+    ProjectionStoreError,
+    RowChange,
+    TableState,
+)
 
 STAGING = "__staging"
 EIGHT_PLACES = Decimal("1e-8")

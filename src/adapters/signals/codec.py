@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from domain.errors import InvalidValue
-from domain.models import Signal
-from domain.values import Exchange, Symbol
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.models import Signal
+from trading_engine.domain.values import Exchange, Symbol
 
 _REQUIRED = (
     "signal_id",

@@ -20,19 +20,24 @@ from typing import Any
 
 import redis
 
-from adapters.marketdata.in_process import StreamGroupReader
-from adapters.marketdata.redis_streams import RedisGroupTransport
-from adapters.signals.codec import (
+from trading_engine.adapters.marketdata.in_process import StreamGroupReader
+from trading_engine.adapters.marketdata.redis_streams import RedisGroupTransport
+from trading_engine.adapters.signals.codec import (
     MalformedSignal,
     ReadSignal,
     read_signal_entry,
     signal_entry_fields,
 )
-from adapters.signals.streams import EXECUTION_GROUP, dedupe_key, signal_entry, signal_stream
-from domain.models import Signal
-from domain.values import Exchange
-from ports.market_data import SourceStats
-from ports.signal_bus import SignalEntry
+from trading_engine.adapters.signals.streams import (
+    EXECUTION_GROUP,
+    dedupe_key,
+    signal_entry,
+    signal_stream,
+)
+from trading_engine.domain.models import Signal
+from trading_engine.domain.values import Exchange
+from trading_engine.ports.market_data import SourceStats
+from trading_engine.ports.signal_bus import SignalEntry
 
 _PUBLISH_ONCE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then

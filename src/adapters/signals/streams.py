@@ -5,10 +5,10 @@ the embedded default) never imports redis."""
 
 from __future__ import annotations
 
-from adapters.marketdata.in_process import Delivered
-from adapters.signals.codec import ReadSignal
-from domain.values import Exchange
-from ports.signal_bus import SignalEntry
+from trading_engine.adapters.marketdata.in_process import Delivered
+from trading_engine.adapters.signals.codec import ReadSignal
+from trading_engine.domain.values import Exchange
+from trading_engine.ports.signal_bus import SignalEntry
 
 EXECUTION_GROUP = "trading-engine-execution"
 

@@ -1,4 +1,5 @@
-"""Versioned, re-runnable SQL migrations from `ops/migrations/{postgres,sqlite}/NNNN_*.sql`.
+"""Versioned, re-runnable SQL migrations: `schema/{postgres,sqlite}/NNNN_*.sql`, package data
+beside this module (or the folder named by TRADING_ENGINE_MIGRATIONS).
 
 Each file runs once, in its own transaction, recorded in `schema_migrations`. PostgreSQL takes
 an advisory lock so two services starting together do not race.
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported by PostgreSQL's users only
     import psycopg
 
-_DEFAULT_DIR = Path(__file__).resolve().parents[3] / "ops" / "migrations"
-
 
 def migrations_dir() -> Path:
-    return Path(os.environ.get("TRADING_ENGINE_MIGRATIONS", _DEFAULT_DIR))
+    named = os.environ.get("TRADING_ENGINE_MIGRATIONS")
+    if named:
+        return Path(named)
+    # Installed as files (a wheel or an editable tree), never zipped: a real folder.
+    return Path(str(resources.files(__package__) / "schema"))
 
 
 def _files(dialect: str) -> list[Path]:

@@ -17,8 +17,8 @@ import orjson
 if TYPE_CHECKING:  # imported by PostgreSQL's users only
     import psycopg
 
-from domain.models import OHLCV, Signal
-from domain.values import Exchange, Symbol, Timeframe
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import Exchange, Symbol, Timeframe
 
 _BAR_COLUMNS = "exchange, symbol, timeframe, timestamp, open, high, low, close, volume"
 _SIGNAL_COLUMNS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from domain.bars import bar_end
-from domain.models import OHLCV, Signal, signal_id_for
-from domain.values import SignalAction
+from trading_engine.domain.bars import bar_end
+from trading_engine.domain.models import OHLCV, Signal, signal_id_for
+from trading_engine.domain.values import SignalAction
 
 
 class BarStrategy:

@@ -5,11 +5,11 @@ A touch is the close reaching the band after being inside it, so one excursion i
 
 from __future__ import annotations
 
-from adapters.strategies.base import BarStrategy
-from domain.errors import InvalidValue
-from domain.indicators import BollingerBands
-from domain.models import OHLCV, Signal
-from domain.values import SignalAction
+from trading_engine.adapters.strategies.base import BarStrategy
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.indicators import BollingerBands
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import SignalAction
 
 
 class BollingerTouch(BarStrategy):

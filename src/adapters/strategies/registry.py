@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters.strategies.bollinger_bands import BollingerTouch
-from adapters.strategies.moving_average_cross import MovingAverageCross
-from adapters.strategies.rsi import RsiThresholds
-from ports.strategy import Strategy
+from trading_engine.adapters.strategies.bollinger_bands import BollingerTouch
+from trading_engine.adapters.strategies.moving_average_cross import MovingAverageCross
+from trading_engine.adapters.strategies.rsi import RsiThresholds
+from trading_engine.ports.strategy import Strategy
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     MovingAverageCross.name: MovingAverageCross,

@@ -6,11 +6,11 @@ is one decision, not one per bar.
 
 from __future__ import annotations
 
-from adapters.strategies.base import BarStrategy
-from domain.errors import InvalidValue
-from domain.indicators import RSI
-from domain.models import OHLCV, Signal
-from domain.values import SignalAction
+from trading_engine.adapters.strategies.base import BarStrategy
+from trading_engine.domain.errors import InvalidValue
+from trading_engine.domain.indicators import RSI
+from trading_engine.domain.models import OHLCV, Signal
+from trading_engine.domain.values import SignalAction
 
 
 class RsiThresholds(BarStrategy):

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from support.ccxt_standin_book import BinanceError, Book
+from trading_engine_standins.ccxt_book import BinanceError, Book
 
 API_KEY = "standin-api-key"
 API_SECRET = "standin-api-secret"

@@ -1,16 +1,17 @@
-"""`python -m gmo_standin`: serve the stand-in until Ctrl-C, for manual poking and benchmarks."""
+"""`python -m trading_engine_standins.gmo`: serve the stand-in until Ctrl-C, for manual
+poking and benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import threading
 
-from gmo_standin.market_feed import MarketFeed
-from gmo_standin.server import GmoStandIn
+from trading_engine_standins.gmo.market_feed import MarketFeed
+from trading_engine_standins.gmo.server import GmoStandIn
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gmo_standin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="trading_engine_standins.gmo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--api-key", default="standin-key")

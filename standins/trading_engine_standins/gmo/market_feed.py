@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from gmo_standin.exchange import Exchange, ExchangeError
+from trading_engine_standins.gmo.exchange import Exchange, ExchangeError
 
 log = logging.getLogger(__name__)
 # What a malformed entry raises on its way to a print (bad JSON, missing or odd fields,

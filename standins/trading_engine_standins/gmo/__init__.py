@@ -5,7 +5,7 @@ server, which speaks the protocol in docs/gmo-api.md: HMAC auth, the status enve
 numbers, GMO's error codes and statuses, and injectable faults (errors, delays, drops).
 """
 
-from gmo_standin.exchange import Exchange, ExchangeError
-from gmo_standin.server import GmoStandIn
+from trading_engine_standins.gmo.exchange import Exchange, ExchangeError
+from trading_engine_standins.gmo.server import GmoStandIn
 
 __all__ = ["Exchange", "ExchangeError", "GmoStandIn"]

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gmo_standin.exchange import (
+from trading_engine_standins.gmo.exchange import (
     Exchange,
     ExchangeError,
     iso,
