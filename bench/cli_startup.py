@@ -65,7 +65,7 @@ def lines(every_command: bool) -> list[tuple[str, list[str]]]:
 def command_paths() -> list[tuple[str, ...]]:
     import typer
 
-    from trading_engine.app.cli import cli
+    from trading_engine.app.cli.commands import cli
 
     paths: list[tuple[str, ...]] = []
 
@@ -85,7 +85,7 @@ def once(argv: list[str]) -> float:
 
 
 # as the console script, under -X importtime
-SCRIPT = "from trading_engine.app.entry import main; main()"
+SCRIPT = "from trading_engine.app.cli.entry import main; main()"
 
 
 def slowest_imports(argv: list[str], count: int) -> list[tuple[float, str]]:

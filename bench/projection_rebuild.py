@@ -30,8 +30,8 @@ from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.projections.postgres import postgres_projection_store
 from trading_engine.adapters.sql.connections import connect_postgres
 from trading_engine.adapters.sql.migrations import migrate_postgres
-from trading_engine.app.projection_runner import rebuild
-from trading_engine.app.projections import OrdersProjection
+from trading_engine.app.projections.runner import rebuild
+from trading_engine.app.projections.tables import OrdersProjection
 from trading_engine.domain.models import Execution
 from trading_engine.domain.order import Order
 from trading_engine.domain.values import Side

@@ -101,16 +101,16 @@ def standin_child() -> None:
 def engine_child(trace_path: str) -> None:
     """`trading-engine run`, with its event stores' statements counted and the execution
     thread's signals, order requests and polls marked; the trace is written at exit."""
-    from trading_engine.app.service import listen_for_stop_early
+    from trading_engine.app.runtime.service import listen_for_stop_early
 
     listen_for_stop_early()
-    import trading_engine.app.bootstrap as bootstrap
+    import trading_engine.app.bootstrap.wiring as bootstrap
     from trading_engine.adapters.brokers.gmo import GmoBroker
     from trading_engine.adapters.eventstore.round_trips import RoundTrips, count_round_trips
     from trading_engine.adapters.signals.redis_bus import RedisSignalSubscriber
-    from trading_engine.app.cli import main
-    from trading_engine.app.execution import ExecutionService
-    from trading_engine.app.execution_loop import ExecutionLoop
+    from trading_engine.app.cli.commands import main
+    from trading_engine.app.execution.loop import ExecutionLoop
+    from trading_engine.app.execution.service import ExecutionService
 
     trips = RoundTrips()
     opened = bootstrap.open_event_store

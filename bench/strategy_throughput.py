@@ -29,12 +29,12 @@ from trading_engine.adapters.marketdata.gmo_messages import parse_entry
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine.adapters.strategies.registry import create_strategy
-from trading_engine.app.bootstrap import (
+from trading_engine.app.bootstrap.wiring import (
     live_strategy_loop,
     simulated_strategy_loop,
     strategy_parameters,
 )
-from trading_engine.app.config import load_settings
+from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.bars import MultiTimeframeBars
 from trading_engine.domain.values import Exchange, Symbol, Timeframe
 

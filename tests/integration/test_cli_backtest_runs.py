@@ -14,7 +14,7 @@ import pytest
 from backtesting.test import EURUSD
 from typer.testing import CliRunner
 
-from trading_engine.app.cli import cli
+from trading_engine.app.cli.commands import cli
 
 SMA = ("--param", "fast_window=10", "--param", "slow_window=20")
 EUR_RUN = ("--cash", "10000", "--commission", "0.002", *SMA)

@@ -22,7 +22,7 @@ from support.engine_output import EngineProcess
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.projections.postgres import postgres_projection_store
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
-from trading_engine.app.reconciliation import orders_in_log
+from trading_engine.app.execution.reconciliation import orders_in_log
 from trading_engine.domain.models import Signal
 from trading_engine.domain.order import order_id_for
 from trading_engine.domain.values import OrderStatus

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.export_files import write_export
+from trading_engine.app.reporting.export_files import write_export
 from trading_engine.domain.order import Order
 from trading_engine.domain.signal_decision import SignalDecision
 

@@ -20,7 +20,7 @@ import pytest
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.orders import OrderService
+from trading_engine.app.execution.orders import OrderService
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.tax import TaxFill, tax_report
 

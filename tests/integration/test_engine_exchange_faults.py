@@ -33,7 +33,7 @@ import redis
 from support.engine_process import COMMAND, EngineProcess, engine_env, free_port, wait_until
 from support.projection_rig import Rig, postgres_rig
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
-from trading_engine.app.reconciliation import orders_in_log
+from trading_engine.app.execution.reconciliation import orders_in_log
 from trading_engine.domain.models import Signal
 from trading_engine_standins.gmo import GmoStandIn
 

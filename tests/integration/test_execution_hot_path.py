@@ -36,9 +36,9 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalSubscriber,
 )
 from trading_engine.adapters.signals.redis_bus import signal_stream
-from trading_engine.app.bootstrap import execution_loop
-from trading_engine.app.config import load_settings
-from trading_engine.app.execution_loop import ExecutionLoop
+from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.execution.loop import ExecutionLoop
+from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.models import Signal
 from trading_engine.domain.order import order_id_for
 from trading_engine.domain.signal_decision import decision_id_for

@@ -17,7 +17,7 @@ import pytest
 
 from support.engine_output import EngineProcess
 from trading_engine.adapters.http.health_server import HealthServer
-from trading_engine.app.health import Readiness
+from trading_engine.app.runtime.health import Readiness
 from trading_engine.ports.health import Sample
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

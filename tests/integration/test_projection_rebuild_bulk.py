@@ -19,9 +19,9 @@ import pytest
 from support.projection_rig import Rig, a_signal, postgres_rig, sqlite_rig, trade
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.projections.log_stream import FastDecoder
-from trading_engine.app.orders import OrderService
-from trading_engine.app.projection_runner import ProjectionFailed, ProjectionRunner, rebuild
-from trading_engine.app.projections import OrdersProjection, PositionsProjection, Projection
+from trading_engine.app.execution.orders import OrderService
+from trading_engine.app.projections.runner import ProjectionFailed, ProjectionRunner, rebuild
+from trading_engine.app.projections.tables import OrdersProjection, PositionsProjection, Projection
 from trading_engine.domain.models import Execution
 from trading_engine.domain.values import Side
 
@@ -109,7 +109,7 @@ def handed_over(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "trading_engine.app.projection_runner" and r.levelno >= logging.WARNING
+        if r.name == "trading_engine.app.projections.runner" and r.levelno >= logging.WARNING
     ]
 
 
@@ -140,7 +140,7 @@ def test_the_bulk_path_gives_the_batch_by_batch_tables(
     assert any(row["signal_id"] is not None for row in expected["orders"])
     assert len({row["timestamp"] for row in expected["executions"]}) > 1
 
-    with caplog.at_level(logging.INFO, logger="trading_engine.app.projection_runner"):
+    with caplog.at_level(logging.INFO, logger="trading_engine.app.projections.runner"):
         for make in MAKERS:
             head = rebuild(
                 lambda m=make: m(rig.log),
@@ -182,7 +182,7 @@ def test_a_row_the_tables_refuse_stops_the_rebuild_at_its_event(
     assert batch_by_batch.value.position == culprit
     assert tables(rig) == live
     with (
-        caplog.at_level(logging.WARNING, logger="trading_engine.app.projection_runner"),
+        caplog.at_level(logging.WARNING, logger="trading_engine.app.projections.runner"),
         pytest.raises(ProjectionFailed) as bulk,
     ):
         rebuild(

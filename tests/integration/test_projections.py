@@ -13,8 +13,8 @@ from uuid import UUID
 import pytest
 
 from support.projection_rig import Rig, postgres_rig, sqlite_rig, trade
-from trading_engine.app.projection_runner import ProjectionFailed, ProjectionRunner, rebuild
-from trading_engine.app.projections import OrdersProjection, PositionsProjection
+from trading_engine.app.projections.runner import ProjectionFailed, ProjectionRunner, rebuild
+from trading_engine.app.projections.tables import OrdersProjection, PositionsProjection
 from trading_engine.domain.order import Order
 from trading_engine.ports.event_store import RecordedEvent
 from trading_engine.ports.projections import RowChange

@@ -17,8 +17,8 @@ import pytest
 
 from support.projection_rig import Rig, postgres_rig, trade
 from trading_engine.adapters.projections.postgres import PostgresLogWatcher
-from trading_engine.app.projection_runner import follow_all, rebuild
-from trading_engine.app.projections import OrdersProjection, PositionsProjection
+from trading_engine.app.projections.runner import follow_all, rebuild
+from trading_engine.app.projections.tables import OrdersProjection, PositionsProjection
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from support.backtests import run_bar_files
-from trading_engine.app.backtest_report import write_outputs
-from trading_engine.app.backtest_results import compute_metrics
+from trading_engine.app.backtest.report import write_outputs
+from trading_engine.app.backtest.results import compute_metrics
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"

@@ -30,7 +30,7 @@ from support.reference_run import assert_tables_equal, uninterrupted_run
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
-from trading_engine.app.reconciliation import orders_in_log
+from trading_engine.app.execution.reconciliation import orders_in_log
 from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from trading_engine.app.sweep import SweepJob, grid, metric_names, rank, run_point, run_sweep
+from trading_engine.app.bootstrap.sweep import (
+    SweepJob,
+    grid,
+    metric_names,
+    rank,
+    run_point,
+    run_sweep,
+)
 
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 BARS = "3000"

@@ -14,12 +14,12 @@ from trading_engine.adapters.brokers.simulated import SimulatedExchange
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.memory import memory_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.audit import AmbiguousOrder, audit_order, find_order, order_document
-from trading_engine.app.audit_signal import UnknownSignal, audit_signal, signal_document
-from trading_engine.app.audit_view import json_text, print_order_audit, print_signal_audit
-from trading_engine.app.execution import ExecutionService, ExecutionSettings
-from trading_engine.app.order_monitor import OrderMonitor
-from trading_engine.app.orders import OrderService
+from trading_engine.app.audit.signal import UnknownSignal, audit_signal, signal_document
+from trading_engine.app.audit.trail import AmbiguousOrder, audit_order, find_order, order_document
+from trading_engine.app.audit.view import json_text, print_order_audit, print_signal_audit
+from trading_engine.app.execution.order_monitor import OrderMonitor
+from trading_engine.app.execution.orders import OrderService
+from trading_engine.app.execution.service import ExecutionService, ExecutionSettings
 from trading_engine.domain.errors import UnknownOrder
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.order import Order, order_id_for
@@ -102,7 +102,7 @@ def test_found_by_engine_id_and_by_exchange_id_with_the_same_trail(store) -> Non
 
 def test_exchange_id_lookup_reads_the_log_in_pages(store, monkeypatch) -> None:
     monkeypatch.setattr(
-        "trading_engine.app.audit.LOG_PAGE", 2
+        "trading_engine.app.audit.trail.LOG_PAGE", 2
     )  # the Accepted event is on a later page
     filled_in_two_parts(store, "sig-0", "X-0")
     order = filled_in_two_parts(store, "sig-1", "X-1")

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_engine.app.backtest_chart_data import Indicators
-from trading_engine.app.backtest_chart_data import candles_for as _candles
-from trading_engine.app.backtest_chart_data import minmax_indices as _minmax_indices
-from trading_engine.app.backtest_chart_data import strategy_indicators as _indicators
-from trading_engine.app.backtest_report import render_report
-from trading_engine.app.backtest_results import (
+from trading_engine.app.backtest.chart_data import Indicators
+from trading_engine.app.backtest.chart_data import candles_for as _candles
+from trading_engine.app.backtest.chart_data import minmax_indices as _minmax_indices
+from trading_engine.app.backtest.chart_data import strategy_indicators as _indicators
+from trading_engine.app.backtest.report import render_report
+from trading_engine.app.backtest.results import (
     BacktestResult,
     ClosedTrade,
     EquityPoint,
@@ -209,5 +209,5 @@ def test_report_without_volume_or_bars_and_with_many_symbols() -> None:
 
 
 def test_the_cli_starts_without_bokeh() -> None:
-    code = "import sys, trading_engine.app.cli; sys.exit('bokeh' in sys.modules)"
+    code = "import sys, trading_engine.app.cli.commands; sys.exit('bokeh' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -16,9 +16,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from trading_engine.app import backtest_report
-from trading_engine.app.backtest_report import write_outputs
-from trading_engine.app.backtest_results import (
+from trading_engine.app.backtest import report as backtest_report
+from trading_engine.app.backtest.report import write_outputs
+from trading_engine.app.backtest.results import (
     BacktestResult,
     ClosedTrade,
     EquityPoint,
@@ -544,7 +544,7 @@ def test_a_run_leaves_the_collector_as_it_found_it() -> None:
     objects, and puts it back afterwards, also when the run fails."""
     import gc
 
-    from trading_engine.app.backtest import fewer_collections
+    from trading_engine.app.backtest.bars import fewer_collections
 
     before = gc.get_threshold()
     with fewer_collections(threshold=12_345):

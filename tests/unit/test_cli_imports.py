@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import typer
 
-from trading_engine.app.cli import cli
+from trading_engine.app.cli.commands import cli
 
 # Runs argv[2:] as `trading-engine ...` would, then writes {"code", "modules"} to argv[1].
 HARNESS = """
 import json, sys
 out, args = sys.argv[1], sys.argv[2:]
 sys.argv = ["trading-engine", *args]
-from trading_engine.app.entry import main
+from trading_engine.app.cli.entry import main
 try:
     main()
     code = 0
@@ -115,7 +115,12 @@ def test_help_imports_no_heavy_library(tmp_path: Path, path: tuple[str, ...]) ->
     code, modules = run_case(tmp_path, *path, "--help")
     assert code == 0
     assert_none(modules, HEAVY | HELP_ENGINE)
-    assert sorted({"trading_engine.app.bootstrap", "trading_engine.app.config"} & modules) == []
+    assert (
+        sorted(
+            {"trading_engine.app.bootstrap.wiring", "trading_engine.app.runtime.config"} & modules
+        )
+        == []
+    )
 
 
 # ----- commands that run ---------------------------------------------------------------------

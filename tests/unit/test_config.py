@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from trading_engine.app.config import ConfigError, load_settings
+from trading_engine.app.runtime.config import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ from dotenv import dotenv_values
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from trading_engine.app.cli import cli
-from trading_engine.app.config import Settings, load_settings
+from trading_engine.app.cli.commands import cli
+from trading_engine.app.runtime.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"

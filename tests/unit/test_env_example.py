@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from trading_engine.app.config import Settings, load_settings
+from trading_engine.app.runtime.config import Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ops" / ".env.example"
 

@@ -16,10 +16,10 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalPublisher,
     InProcessSignalSubscriber,
 )
-from trading_engine.app.bootstrap import execution_loop, execution_settings, risk_limits
-from trading_engine.app.config import load_settings
-from trading_engine.app.execution import ExecutionService
-from trading_engine.app.execution_loop import ExecutionStats
+from trading_engine.app.bootstrap.wiring import execution_loop, execution_settings, risk_limits
+from trading_engine.app.execution.loop import ExecutionStats
+from trading_engine.app.execution.service import ExecutionService
+from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.errors import DomainError
 from trading_engine.domain.models import Signal
 from trading_engine.domain.risk import RiskLimits, TradingState, refusal_for

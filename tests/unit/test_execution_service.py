@@ -12,9 +12,9 @@ import pytest
 from trading_engine.adapters.brokers.gmo import GmoBroker
 from trading_engine.adapters.clocks.system import SystemClock
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.execution import ExecutionService, ExecutionSettings
-from trading_engine.app.order_monitor import OrderMonitor
-from trading_engine.app.reconciliation import reconcile
+from trading_engine.app.execution.order_monitor import OrderMonitor
+from trading_engine.app.execution.reconciliation import reconcile
+from trading_engine.app.execution.service import ExecutionService, ExecutionSettings
 from trading_engine.domain.models import Signal
 from trading_engine.domain.order import Order, order_id_for
 from trading_engine.domain.risk import RiskLimits, TradingState
@@ -264,7 +264,7 @@ def test_a_signal_that_needs_no_order_is_said_so_in_the_log(
 ) -> None:
     """An exit with no position open: approved with no order, and a `decision` record under
     the signal's id, so the log does not end at a lone signal."""
-    with caplog.at_level("INFO", logger="trading_engine.app.execution"):
+    with caplog.at_level("INFO", logger="trading_engine.app.execution.service"):
         outcome = rig.service.handle(signal("exit"))
     assert (outcome.outcome, outcome.orders) == ("approved", ())
     (record,) = [r for r in caplog.records if getattr(r, "event", None) == "decision"]

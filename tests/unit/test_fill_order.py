@@ -19,11 +19,11 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalPublisher,
     InProcessSignalSubscriber,
 )
-from trading_engine.app.bootstrap import execution_loop
-from trading_engine.app.config import load_settings
-from trading_engine.app.log_exports import ExportFilter, executions
-from trading_engine.app.order_monitor import execution_order
-from trading_engine.app.tax_export import tax_report
+from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.execution.order_monitor import execution_order
+from trading_engine.app.reporting.log_exports import ExportFilter, executions
+from trading_engine.app.reporting.tax_export import tax_report
+from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.models import Signal
 from trading_engine.domain.position import Position
 from trading_engine.domain.values import Side

@@ -14,7 +14,7 @@ from trading_engine.adapters.logs.json_lines import JsonLinesFormatter
 from trading_engine.adapters.logs.redaction import MASK, Redactor, url_passwords
 from trading_engine.adapters.sql.connections import connect_sqlite
 from trading_engine.adapters.sql.migrations import migrate_sqlite
-from trading_engine.app.log_events import log_event
+from trading_engine.app.runtime.log_events import log_event
 
 SECRET = "s3cr3t-value-0123456789"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from trading_engine.app.log_events import _heard, log_event
+from trading_engine.app.runtime.log_events import _heard, log_event
 
 
 class Keep(logging.Handler):

@@ -11,7 +11,13 @@ from decimal import Decimal
 import pytest
 
 from trading_engine.adapters.brokers.simulated import SimulatedExchange
-from trading_engine.app.metered_broker import BUCKETS, ERRORS, LATENCY, METHODS, MeteredBroker
+from trading_engine.app.execution.metered_broker import (
+    BUCKETS,
+    ERRORS,
+    LATENCY,
+    METHODS,
+    MeteredBroker,
+)
 from trading_engine.domain.values import OrderType, Side
 from trading_engine.ports.broker import (
     OrderNotCancelable,

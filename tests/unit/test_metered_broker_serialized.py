@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from trading_engine.app.metered_broker import MeteredBroker
+from trading_engine.app.execution.metered_broker import MeteredBroker
 
 
 class Counting:

@@ -12,7 +12,7 @@ from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.application import EventSourcedStore
 from trading_engine.adapters.eventstore.memory import memory_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.orders import OrderService
+from trading_engine.app.execution.orders import OrderService
 from trading_engine.domain.errors import DuplicateOrder, IllegalOrderTransition, UnknownOrder
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.order import order_id_for

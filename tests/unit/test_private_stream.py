@@ -9,8 +9,8 @@ from decimal import Decimal
 from trading_engine.adapters.brokers.simulated import SimulatedExchange
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.memory import memory_event_store
-from trading_engine.app.execution import request_for
-from trading_engine.app.order_monitor import OrderMonitor
+from trading_engine.app.execution.order_monitor import OrderMonitor
+from trading_engine.app.execution.service import request_for
 from trading_engine.domain.models import OHLCV
 from trading_engine.domain.order import Order
 from trading_engine.domain.values import OrderStatus

@@ -8,15 +8,15 @@ import time
 import pytest
 
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
-from trading_engine.app.bootstrap import (
+from trading_engine.app.bootstrap.wiring import (
     CONSUMER_LAG_READY,
     CONSUMER_PENDING_READY,
     STRATEGY_GROUP,
     _groups_problem,
     _GroupState,
 )
-from trading_engine.app.health import Readiness
-from trading_engine.app.resilience import Backoff, LoopHealth, run_resilient
+from trading_engine.app.runtime.health import Readiness
+from trading_engine.app.runtime.resilience import Backoff, LoopHealth, run_resilient
 
 
 class Away(Exception):

@@ -1,4 +1,4 @@
-"""The execution process's store (app/sole_writer.py): the account's orders and positions
+"""The execution process's store (app/execution/sole_writer.py): the account's orders and positions
 read once and then kept, each load a fresh object, a failed save forgotten, and the position
 plus the live orders' unfilled size moved by the very save that changes either."""
 
@@ -13,8 +13,8 @@ import pytest
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.round_trips import count_round_trips
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
-from trading_engine.app.orders import OrderService
-from trading_engine.app.sole_writer import SoleWriterStore
+from trading_engine.app.execution.orders import OrderService
+from trading_engine.app.execution.sole_writer import SoleWriterStore
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.values import CancelType, OrderStatus, Side
 from trading_engine.ports.event_store import ConcurrencyConflict

@@ -21,7 +21,7 @@ from trading_engine.adapters.sql.connections import connect_sqlite
 from trading_engine.adapters.sql.migrations import migrate_sqlite
 from trading_engine.adapters.sql.strategy_tables import SqliteStrategyTables
 from trading_engine.adapters.strategies.registry import create_strategy
-from trading_engine.app.strategy_loop import StrategyLoop
+from trading_engine.app.strategy.loop import StrategyLoop
 from trading_engine.domain.bars import bucket_start
 from trading_engine.domain.market import Trade
 from trading_engine.domain.values import Exchange, Side, Symbol, Timeframe

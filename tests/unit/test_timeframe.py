@@ -10,7 +10,7 @@ import pytest
 
 from trading_engine.adapters.brokers.simulated_book import base_and_quote
 from trading_engine.adapters.strategies.base import BarStrategy
-from trading_engine.app.config import ConfigError, load_settings
+from trading_engine.app.runtime.config import ConfigError, load_settings
 from trading_engine.domain.bars import BarBuilder, bar_end, bucket_start, nested
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.market import Trade

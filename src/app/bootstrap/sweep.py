@@ -1,0 +1,243 @@
+"""Parameter sweeps: one backtest per point of a grid of strategy parameters, ranked.
+
+A sweep is a map of one pure function, :func:`run_point`, over a list of small jobs
+(:class:`SweepJob`: plain, picklable data — where the bars are, which strategy, the point's
+parameters, the run's cash and costs).  Each job builds its own engine (event store, tables,
+simulated exchange, its own ``backtest_<id>`` venue), runs it and returns a dict of metrics:
+nothing is shared between points.  So the same jobs run in this process, on a local process
+pool (:func:`run_sweep`), or on any engine with a ``map`` (Ray, Dask, a batch queue) — only
+the bar files must be readable where the job runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
+from trading_engine.app.bootstrap.wiring import (
+    BacktestOptions,
+    bar_backtest,
+    new_backtest_venue,
+    read_bar_files,
+    sqlite_path,
+    synthetic_bar_set,
+)
+from trading_engine.app.runtime.config import Settings, load_settings
+
+__all__ = [
+    "SweepJob",
+    "backtest_settings",
+    "grid",
+    "metric_names",
+    "rank",
+    "run_point",
+    "run_sweep",
+]
+
+Progress = Callable[[int, int], None]  # (points done, points in all)
+MapFunction = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+NOT_METRICS = ("start", "end")  # text, not something to rank by
+
+
+def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values: the first axis varies slowest, each axis's
+    values in the order given.  No axes → one empty point (a single run)."""
+    names = list(axes)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """One point of a sweep, as plain data (it crosses process and machine boundaries).
+
+    ``data``: bar file paths (one per symbol), or ``synthetic``: (count, seed, symbol).
+    ``database_url``: None → ``memory://`` (nothing kept); else the run's event store, where
+    ``{n}`` stands for ``number`` (e.g. ``sqlite:////out/runs/{n}/events.sqlite3``).
+    """
+
+    number: int  # 1-based, in grid order
+    point: dict[str, Any]  # the swept parameters of this point
+    strategy: str
+    data: tuple[str, ...] = ()
+    symbols: tuple[str, ...] | None = None
+    synthetic: tuple[int, int, str] | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)  # parameters common to every point
+    cash: str = "10000"
+    commission: str = "0"
+    slippage: str = "0"
+    shorting: bool = True
+    size: str | None = None
+    fraction: str | None = None
+    size_step: str | None = None
+    database_url: str | None = None
+    timeframe: str | None = None  # of the bar files (None: inferred), or of the synthetic bars
+    volume_participation: str | None = None  # None: fills not capped by volume
+
+    def run_database_url(self) -> str:
+        if self.database_url is None:
+            return "memory://"
+        return self.database_url.replace("{n}", str(self.number))
+
+
+def backtest_settings(database_url: str, strategy: str) -> Settings:
+    """The settings of a backtest run: no risk limit stands between the strategy and its
+    trades (the same as `trading-engine backtest`)."""
+    return load_settings(
+        DATABASE_URL=database_url,
+        STRATEGY_NAME=strategy,
+        MAX_POSITION_SIZE=Decimal(10) ** 11,
+        MAX_DRAWDOWN_PCT=Decimal(100),
+        MAX_CONSECUTIVE_LOSSES=10**6,
+    )
+
+
+def _options(job: SweepJob) -> BacktestOptions:
+    default = BacktestOptions()
+    return BacktestOptions(
+        cash=Decimal(job.cash),
+        commission=Decimal(job.commission),
+        slippage=Decimal(job.slippage),
+        allow_short=job.shorting,
+        fraction=None
+        if job.size is not None
+        else Decimal(job.fraction)
+        if job.fraction
+        else default.fraction,
+        size=None if job.size is None else Decimal(job.size),
+        size_step=None if job.size_step is None else Decimal(job.size_step),
+        strategy_overrides={**job.fixed, **job.point},
+        volume_participation=None
+        if job.volume_participation is None
+        else Decimal(job.volume_participation),
+    )
+
+
+def run_point(job: SweepJob) -> dict[str, Any]:
+    """Run one backtest; ``{"parameters": point, **metrics}``, or ``{"parameters": point,
+    "error": message}`` when the point cannot run (bad parameters, unreadable data...)."""
+    try:
+        url = job.run_database_url()
+        if urlsplit(url).scheme == "sqlite":
+            path = sqlite_path(url)
+            if isinstance(path, Path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+        settings = backtest_settings(url, job.strategy)
+        venue = new_backtest_venue()
+        if job.synthetic is not None:
+            count, seed, symbol = job.synthetic
+            bars = synthetic_bar_set(count, seed, symbol, venue, job.timeframe or "1m")
+        else:
+            symbols = list(job.symbols) if job.symbols else None
+            bars = read_bar_files([Path(p) for p in job.data], symbols, venue, job.timeframe)
+        runner, close = bar_backtest(settings, bars, _options(job))
+        try:
+            result = runner.run(None)
+        finally:
+            close()
+        return {"parameters": dict(job.point), **compute_metrics(result)}
+    except Exception as error:  # a point's failure is its result; the sweep goes on
+        message = str(error).strip() or type(error).__name__
+        return {"parameters": dict(job.point), "error": message}
+
+
+def run_sweep(
+    jobs: Sequence[SweepJob],
+    workers: int,
+    progress: Progress | None = None,
+    map_function: MapFunction | None = None,
+) -> list[dict[str, Any]]:
+    """Every job's result, in the jobs' (grid) order.
+
+    ``map_function``: any ``map(fn, jobs)`` returning results in order (``Executor.map``, a
+    Dask ``client.map`` + ``gather``...); by default a local process pool of ``workers``
+    processes, or this process when ``workers`` is 1.
+    """
+    total = len(jobs)
+    results: list[dict[str, Any]] = []
+
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    tick(0)
+    if map_function is not None or workers <= 1 or total <= 1:
+        for result in (map_function or map)(run_point, jobs):
+            results.append(result)
+            tick(len(results))
+        return results
+    ordered: dict[int, dict[str, Any]] = {}
+    with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
+        futures = {pool.submit(run_point, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                ordered[index] = future.result()
+            except Exception as error:  # the worker itself died (killed, out of memory)
+                point = dict(jobs[index].point)
+                ordered[index] = {"parameters": point, "error": f"worker failed: {error}"}
+            tick(len(ordered))
+    return [ordered[index] for index in range(total)]
+
+
+def _value(result: dict[str, Any], metric: str) -> float | None:
+    if "error" in result:
+        return None
+    value = result.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def rank(
+    results: Iterable[dict[str, Any]], metric: str, descending: bool = True
+) -> list[dict[str, Any]]:
+    """The results by ``metric`` (best first when ``descending``); points without a value of
+    it (None, NaN) after them, then the points that failed — each group in its given order."""
+
+    def key(indexed: tuple[int, dict[str, Any]]) -> tuple[int, float, int]:
+        index, result = indexed
+        value = _value(result, metric)
+        if value is None:
+            return (2 if "error" in result else 1, 0.0, index)
+        return (0, -value if descending else value, index)
+
+    return [result for _, result in sorted(enumerate(results), key=key)]
+
+
+def metric_names() -> list[str]:
+    """The names of the metrics a backtest reports that a sweep can be ranked by (what
+    :func:`compute_metrics` returns, less the start and end times)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    sample = BacktestResult(
+        initial_cash=Decimal(1),
+        equity=[
+            EquityPoint(start + timedelta(minutes=i), Decimal(1), exposed=False) for i in range(2)
+        ],
+        trades=[],
+        fees_paid=Decimal(0),
+        prices={},
+        parameters={},
+    )
+    return [name for name in compute_metrics(sample) if name not in NOT_METRICS]
+
+
+def iter_rows(
+    results: Iterable[dict[str, Any]], axes: Sequence[str], metrics: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """Flat rows for a table or a CSV: the swept parameters, the metrics, the error."""
+    for result in results:
+        parameters = result.get("parameters", {})
+        row: dict[str, Any] = {name: parameters.get(name) for name in axes}
+        row.update({name: result.get(name) for name in metrics})
+        row["error"] = result.get("error", "")
+        yield row

@@ -1,0 +1,1 @@
+"""Projections: the read tables filled from the event log, followed live or rebuilt."""

@@ -1,0 +1,1 @@
+"""Reporting: compliance and tax exports from the event log."""

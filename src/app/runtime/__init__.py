@@ -1,0 +1,1 @@
+"""Runtime: configuration, the service's signals and resilience, health and business logging."""

@@ -1,0 +1,1 @@
+"""The Strategy module: market data to bars, indicators, the strategy's decisions and signals."""
