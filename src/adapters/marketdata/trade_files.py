@@ -28,6 +28,7 @@ from typing import IO
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.market import Trade
 from trading_engine.domain.values import Exchange, Side, Symbol
+from trading_engine.files import atomic_path
 
 COLUMNS = ("symbol", "side", "size", "price", "timestamp")
 HEADER = ",".join(COLUMNS)
@@ -158,24 +159,18 @@ def write_gmo_trades(path: PathLike, trades: Iterable[Trade]) -> int:
     file carries no name or time in its header, so the same trades give the same bytes.
     """
     target = Path(path)
-    partial = target.with_name(target.name + ".partial")
     count = 0
-    try:
-        with partial.open("wb") as raw:
-            binary: IO[bytes] = (
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-                if target.suffix == ".gz"
-                else raw
-            )
-            with io.TextIOWrapper(binary, encoding="utf-8", newline="") as text:
-                text.write(HEADER + "\n")
-                for trade in trades:
-                    text.write(format_row(trade))
-                    count += 1
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as partial, partial.open("wb") as raw:
+        binary: IO[bytes] = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            if target.suffix == ".gz"
+            else raw
+        )
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as text:
+            text.write(HEADER + "\n")
+            for trade in trades:
+                text.write(format_row(trade))
+                count += 1
     return count
 
 

@@ -11,11 +11,8 @@ JavaScript inlined (app.backtest_chart), and the metrics and trades tables aroun
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +23,7 @@ import orjson
 
 from trading_engine.app.backtest.chart_page import render_report_html
 from trading_engine.app.backtest.results import BacktestResult, drawdown_fractions
+from trading_engine.files import write_atomically
 
 __all__ = ["OUTPUT_NAMES", "render_report", "write_outputs"]
 
@@ -64,30 +62,9 @@ def write_outputs(
         if name == "report.html" and not report:
             continue
         path = out_dir / name
-        _atomic_write(path, writers[name], binary=name.endswith(".json"))
+        write_atomically(path, writers[name], binary=name.endswith(".json"))
         written[name] = path
     return written
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def _atomic_write(path: Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
-    """Write through ``write`` to a temporary sibling, fsync it, then rename it onto ``path``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, **mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 # --------------------------------------------------------------------------- data files

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -29,6 +28,7 @@ from trading_engine.app.cli.options import (
     VolumeParticipationOption,
     warn,
 )
+from trading_engine.files import write_atomically
 
 # The engine's modules are imported by the command: `--help` loads none.
 console = Console(width=None if sys.stdout.isatty() else 150)  # wide in a CI log too
@@ -62,22 +62,6 @@ def _shown(value: Any) -> str:
     if value is None or value == "":
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _atomic(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
-    import tempfile
-
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, **mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def sweep(
@@ -258,8 +242,8 @@ def sweep(
         "results": ranked,
     }
     csv_path, json_path = out / "sweep.csv", out / "sweep.json"
-    _atomic(csv_path, write_csv)
-    _atomic(
+    write_atomically(csv_path, write_csv)
+    write_atomically(
         json_path,
         lambda fh: fh.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"),
         binary=True,

@@ -1,23 +1,22 @@
 """Writing an export: CSV, JSON Lines or Parquet, streamed, and never half a file.
 
 Rows arrive one at a time and leave in batches, so memory stays flat. Everything is written
-to a temporary file next to the target and renamed into place only when complete; an export
-interrupted midway (an error, Ctrl-C, a kill) leaves no file under the final name. A
+whole or not at all (`trading_engine.files`: an export interrupted midway leaves no file under
+the final name), mode 0644. A
 manifest (`FILE.manifest.json`, written the same way, last) says what the file holds: the
 kind, the filter, the row count, and the head of the event log's hash chain it was read at.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from trading_engine.files import atomic_path, write_bytes_atomically
 
 FORMATS = ("csv", "jsonl", "parquet")
 BATCH = 10_000
@@ -33,18 +32,8 @@ def write_export(
     """Write every row to `path` in `fmt`; returns the row count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        count = {"csv": _csv, "jsonl": _jsonl, "parquet": _parquet}[fmt](
-            rows, columns, Path(temporary)
-        )
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_path(path) as temporary:
+        count = {"csv": _csv, "jsonl": _jsonl, "parquet": _parquet}[fmt](rows, columns, temporary)
     _write_manifest(path, {**manifest, "rows": count, "format": fmt, "file": path.name})
     return count
 
@@ -57,8 +46,6 @@ def _csv(rows: Iterable[dict[str, str]], columns: Sequence[str], target: Path) -
         for row in rows:
             writer.writerow(row)
             count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
     return count
 
 
@@ -68,8 +55,6 @@ def _jsonl(rows: Iterable[dict[str, str]], columns: Sequence[str], target: Path)
         for row in rows:
             fh.write(orjson.dumps({c: row[c] for c in columns}) + b"\n")
             count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
     return count
 
 
@@ -94,13 +79,7 @@ def _parquet(rows: Iterable[dict[str, str]], columns: Sequence[str], target: Pat
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    target = path.with_name(path.name + ".manifest.json")
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2, default=str))
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    write_bytes_atomically(
+        path.with_name(path.name + ".manifest.json"),
+        orjson.dumps(manifest, option=orjson.OPT_INDENT_2, default=str),
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +30,7 @@ from trading_engine.domain.tax import (
     TaxReport,
     Totals,
 )
+from trading_engine.files import write_bytes_atomically
 from trading_engine.ports.event_store import EventStore
 
 FORMATS = ("json", "csv")
@@ -323,23 +322,6 @@ def render(
     raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
-def write_atomically(data: bytes, out: Path) -> None:
-    """Write `out` through a temporary file renamed into place: an interrupted export
-    leaves the previous file (or none), never half of one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 is not what an export file should have
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     report: TaxReport,
     fmt: str,
@@ -354,7 +336,7 @@ def write_report(
         stdout.write(data)
         stdout.flush()
     else:
-        write_atomically(data, out)
+        write_bytes_atomically(out, data)
         if fmt == "csv":  # CSV has no place for it: the chain head goes beside the file
             manifest = {
                 "year": report.year,
@@ -362,4 +344,6 @@ def write_report(
                 "chain_head": _head(head),
                 **(venues or {}),
             }
-            write_atomically(orjson.dumps(manifest), out.with_name(out.name + ".manifest.json"))
+            write_bytes_atomically(
+                out.with_name(out.name + ".manifest.json"), orjson.dumps(manifest)
+            )
