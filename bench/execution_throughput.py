@@ -41,7 +41,7 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalSubscriber,
 )
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
-from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.bootstrap.execution import execution_loop
 from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.models import Signal
 from trading_engine.domain.order import order_id_for

@@ -104,7 +104,7 @@ def engine_child(trace_path: str) -> None:
     from trading_engine.app.runtime.service import listen_for_stop_early
 
     listen_for_stop_early()
-    import trading_engine.app.bootstrap.wiring as bootstrap
+    import trading_engine.app.bootstrap.execution as bootstrap  # opens the execution's store
     from trading_engine.adapters.brokers.gmo import GmoBroker
     from trading_engine.adapters.eventstore.round_trips import RoundTrips, count_round_trips
     from trading_engine.adapters.signals.redis_bus import RedisSignalSubscriber

@@ -29,7 +29,7 @@ from trading_engine.adapters.marketdata.gmo_messages import parse_entry
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine.adapters.strategies.registry import create_strategy
-from trading_engine.app.bootstrap.wiring import (
+from trading_engine.app.bootstrap.strategy import (
     live_strategy_loop,
     simulated_strategy_loop,
     strategy_parameters,

@@ -29,7 +29,7 @@ from backtesting.test import BTCUSD, EURUSD, GOOG, SMA  # noqa: E402
 
 from support.backtests import run_bar_files  # noqa: E402
 from trading_engine.app.backtest.results import compute_metrics  # noqa: E402
-from trading_engine.app.bootstrap.wiring import synthetic_bar_set  # noqa: E402
+from trading_engine.app.bootstrap.backtests import synthetic_bar_set  # noqa: E402
 
 DATA = {"GOOG": GOOG, "EURUSD": EURUSD, "BTCUSD": BTCUSD}
 CASH, COMMISSION = 10_000, 0.002

@@ -37,7 +37,8 @@ from support.reference_run import (
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine.adapters.projections.postgres import postgres_projection_store
-from trading_engine.app.bootstrap.wiring import STRATEGY_GROUP, open_event_store
+from trading_engine.app.bootstrap.databases import open_event_store
+from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 from trading_engine.domain.signal_decision import decision_id_for
 from trading_engine_standins.gmo import GmoStandIn
 

@@ -14,7 +14,7 @@ from trading_engine.adapters.brokers.gmo import GmoBroker
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher, RedisSignalSubscriber
 from trading_engine.app.audit.trail import order_trail
-from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.bootstrap.execution import execution_loop
 from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.models import Signal
 from trading_engine.domain.order import order_id_for

@@ -24,11 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.engine_output import EngineProcess
 from trading_engine.adapters.http.health_server import HealthServer
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP, RedisSignalPublisher
-from trading_engine.app.bootstrap.wiring import (
-    CONSUMER_PENDING_READY,
-    health_server,
-    live_execution_loop,
-)
+from trading_engine.app.bootstrap.execution import live_execution_loop
+from trading_engine.app.bootstrap.health import CONSUMER_PENDING_READY, health_server
 from trading_engine.app.runtime.config import load_settings
 from trading_engine.app.runtime.health import Readiness
 from trading_engine.domain.models import Signal

@@ -21,7 +21,7 @@ from psycopg import sql
 
 from support.engine_output import EngineProcess
 from support.engine_process import COMMAND, run_command, wait_until
-from trading_engine.app.bootstrap.wiring import STRATEGY_GROUP
+from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
 TRADES = """symbol,side,size,price,timestamp

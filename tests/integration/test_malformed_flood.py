@@ -36,7 +36,7 @@ from trading_engine.adapters.marketdata.gmo_messages import (
 )
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine.adapters.sql.connections import connect_postgres
-from trading_engine.app.bootstrap.wiring import STRATEGY_GROUP
+from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
 COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from trading_engine.app.backtest.results import BacktestResult
+from trading_engine.app.bootstrap.backtests import BacktestOptions, bar_backtest, read_bar_files
 from trading_engine.app.bootstrap.sweep import backtest_settings
-from trading_engine.app.bootstrap.wiring import BacktestOptions, bar_backtest, read_bar_files
 
 
 def run_bar_files(

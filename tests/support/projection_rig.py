@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from trading_engine.adapters.clocks.manual import ManualClock
-from trading_engine.app.bootstrap.wiring import ProjectionWiring, projections
+from trading_engine.app.bootstrap.databases import ProjectionWiring, projections
 from trading_engine.app.execution.orders import OrderService
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.values import CancelType, Side

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trading_engine.adapters.sql.connections import connect_postgres
 from trading_engine.adapters.sql.strategy_tables import PostgresStrategyTables
-from trading_engine.app.bootstrap.wiring import simulated_strategy_loop
+from trading_engine.app.bootstrap.strategy import simulated_strategy_loop
 from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.market import Trade
 from trading_engine.domain.models import OHLCV, Signal

@@ -16,7 +16,7 @@ import redis
 from psycopg import sql
 
 from support.engine_output import EngineProcess
-from trading_engine.app.bootstrap.wiring import STRATEGY_GROUP
+from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 
 
 def strategy_env(

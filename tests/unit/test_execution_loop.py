@@ -19,7 +19,7 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalPublisher,
     InProcessSignalSubscriber,
 )
-from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.bootstrap.execution import execution_loop
 from trading_engine.app.runtime.config import load_settings
 from trading_engine.domain.market import Trade
 from trading_engine.domain.models import Signal

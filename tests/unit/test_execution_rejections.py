@@ -16,7 +16,7 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalPublisher,
     InProcessSignalSubscriber,
 )
-from trading_engine.app.bootstrap.wiring import execution_loop, execution_settings, risk_limits
+from trading_engine.app.bootstrap.execution import execution_loop, execution_settings, risk_limits
 from trading_engine.app.execution.loop import ExecutionStats
 from trading_engine.app.execution.service import ExecutionService
 from trading_engine.app.runtime.config import load_settings

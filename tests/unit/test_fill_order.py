@@ -19,7 +19,7 @@ from trading_engine.adapters.signals.in_process_bus import (
     InProcessSignalPublisher,
     InProcessSignalSubscriber,
 )
-from trading_engine.app.bootstrap.wiring import execution_loop
+from trading_engine.app.bootstrap.execution import execution_loop
 from trading_engine.app.execution.order_monitor import execution_order
 from trading_engine.app.reporting.log_exports import ExportFilter, executions
 from trading_engine.app.reporting.tax_export import tax_report

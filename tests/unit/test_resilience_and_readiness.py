@@ -8,13 +8,13 @@ import time
 import pytest
 
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
-from trading_engine.app.bootstrap.wiring import (
+from trading_engine.app.bootstrap.health import (
     CONSUMER_LAG_READY,
     CONSUMER_PENDING_READY,
-    STRATEGY_GROUP,
     _groups_problem,
     _GroupState,
 )
+from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 from trading_engine.app.runtime.health import Readiness
 from trading_engine.app.runtime.resilience import Backoff, LoopHealth, run_resilient
 

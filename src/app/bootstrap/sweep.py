@@ -23,14 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
-from trading_engine.app.bootstrap.wiring import (
+from trading_engine.app.bootstrap.backtests import (
     BacktestOptions,
     bar_backtest,
     new_backtest_venue,
     read_bar_files,
-    sqlite_path,
     synthetic_bar_set,
 )
+from trading_engine.app.bootstrap.databases import sqlite_path
 from trading_engine.app.runtime.config import Settings, load_settings
 
 __all__ = [

@@ -143,7 +143,7 @@ def backtest(
 
     from trading_engine.app.backtest.report import write_outputs
     from trading_engine.app.backtest.results import ANNUALISE_MIN_DAYS, compute_metrics
-    from trading_engine.app.bootstrap.wiring import (
+    from trading_engine.app.bootstrap.backtests import (
         BacktestOptions,
         bar_backtest,
         new_backtest_venue,

@@ -65,7 +65,7 @@ def demo(database_url: DatabaseOption = None) -> None:
     from rich.table import Table
 
     from trading_engine.app.audit.trail import order_trail
-    from trading_engine.app.bootstrap.wiring import bootstrap
+    from trading_engine.app.bootstrap.databases import bootstrap
     from trading_engine.app.execution.demo import order_summary, scripted_lifecycle
 
     settings = _settings(database_url)
@@ -136,7 +136,8 @@ def run() -> None:
     import psycopg
     from redis.exceptions import RedisError
 
-    from trading_engine.app.bootstrap.wiring import configure_logging, health_server
+    from trading_engine.app.bootstrap.health import health_server
+    from trading_engine.app.bootstrap.logs import configure_logging
     from trading_engine.app.runtime.config import ConfigError
     from trading_engine.app.runtime.resilience import LoopHealth
     from trading_engine.app.runtime.service import stop_on_signals
@@ -186,14 +187,11 @@ def run() -> None:
 def _start(settings, closers: list, loops: LoopHealth, should_stop, log):
     """Migrations, then the loops (each reconciles and recovers its pending entries when it
     starts). A server that is away at start is waited for, as during the run."""
-    from trading_engine.app.bootstrap.wiring import (
-        connect_paper_market,
-        live_execution_loop,
-        live_strategy_loop,
-        projections,
-        transient_errors,
-    )
-    from trading_engine.app.bootstrap.wiring import migrate as bootstrap_migrate
+    from trading_engine.app.bootstrap.databases import migrate as bootstrap_migrate
+    from trading_engine.app.bootstrap.databases import projections
+    from trading_engine.app.bootstrap.execution import connect_paper_market, live_execution_loop
+    from trading_engine.app.bootstrap.logs import transient_errors
+    from trading_engine.app.bootstrap.strategy import live_strategy_loop
     from trading_engine.app.runtime.resilience import Backoff, run_resilient
 
     def open_all():
@@ -262,7 +260,7 @@ def _run_loops(
     import threading
     import time
 
-    from trading_engine.app.bootstrap.wiring import transient_errors
+    from trading_engine.app.bootstrap.logs import transient_errors
     from trading_engine.app.runtime.resilience import Backoff, LoopHealth, run_resilient
 
     failure: list[BaseException] = []
@@ -376,7 +374,7 @@ ReasonArgument = Annotated[str, typer.Option("--reason", help="Why (kept in the 
 
 
 def _control(database_url: str | None, change: str | None, reason: str) -> None:
-    from trading_engine.app.bootstrap.wiring import risk_limits, trading_control
+    from trading_engine.app.bootstrap.execution import risk_limits, trading_control
 
     settings = _settings(database_url)
     service, close = trading_control(settings)
@@ -441,7 +439,7 @@ def audit_order_command(
     """Every transition of an order, its causing signal and decision, and its fills."""
     from trading_engine.app.audit.trail import AmbiguousOrder, audit_order, order_document
     from trading_engine.app.audit.view import json_text, print_order_audit
-    from trading_engine.app.bootstrap.wiring import bootstrap
+    from trading_engine.app.bootstrap.databases import bootstrap
     from trading_engine.domain.errors import UnknownOrder
 
     engine = bootstrap(_settings(database_url).DATABASE_URL)
@@ -466,7 +464,7 @@ def audit_signal_command(
     """What a signal led to: its decision and each order's status and trail."""
     from trading_engine.app.audit.signal import UnknownSignal, audit_signal, signal_document
     from trading_engine.app.audit.view import json_text, print_signal_audit
-    from trading_engine.app.bootstrap.wiring import bootstrap
+    from trading_engine.app.bootstrap.databases import bootstrap
 
     engine = bootstrap(_settings(database_url).DATABASE_URL)
     try:
@@ -494,7 +492,7 @@ def replay(
     from redis.exceptions import RedisError
     from rich.progress import Progress
 
-    from trading_engine.app.bootstrap.wiring import publish_to_redis, synthetic_start, trades_from
+    from trading_engine.app.bootstrap.strategy import publish_to_redis, synthetic_start, trades_from
 
     settings = _settings(None)
     if (file is None) == (synthetic is None):
@@ -538,7 +536,7 @@ def simulate(
 
     from rich.table import Table
 
-    from trading_engine.app.bootstrap.wiring import simulated_strategy_loop, trades_from
+    from trading_engine.app.bootstrap.strategy import simulated_strategy_loop, trades_from
     from trading_engine.app.runtime.config import ConfigError
 
     if database_url is None:
@@ -588,7 +586,7 @@ def simulate(
 @cli.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Apply the SQL migrations (package data: adapters/sql/schema) to the DATABASE_URL database."""
-    from trading_engine.app.bootstrap.wiring import migrate as bootstrap_migrate
+    from trading_engine.app.bootstrap.databases import migrate as bootstrap_migrate
 
     settings = _settings(database_url)
     applied = bootstrap_migrate(settings.DATABASE_URL)

@@ -59,7 +59,7 @@ def _method(value: str) -> Method:
 
 
 def _database_url(database_url: str | None) -> str:
-    from trading_engine.app.bootstrap.wiring import sqlite_path
+    from trading_engine.app.bootstrap.databases import sqlite_path
     from trading_engine.app.runtime.config import ConfigError, load_settings
 
     try:
@@ -107,7 +107,7 @@ def tax(
     """
     import psycopg
 
-    from trading_engine.app.bootstrap.wiring import open_event_store
+    from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.reporting.log_exports import ExportFilter
     from trading_engine.app.reporting.tax_export import (
         FORMATS,
@@ -173,7 +173,7 @@ def _reconcile(
 ):
     """Moving-average gains (the engine's own cost method) against the executions export and
     the positions projection, brought up to the log's head first."""
-    from trading_engine.app.bootstrap.wiring import projections
+    from trading_engine.app.bootstrap.databases import projections
     from trading_engine.app.reporting.log_exports import ExportFilter
     from trading_engine.app.reporting.tax_check import reconcile
     from trading_engine.app.reporting.tax_export import tax_report
@@ -275,7 +275,7 @@ def _log_export(
     import psycopg
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from trading_engine.app.bootstrap.wiring import open_event_store
+    from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.reporting.export_files import FORMATS as EXPORT_FORMATS
     from trading_engine.app.reporting.export_files import write_export
     from trading_engine.app.reporting.log_exports import KINDS, ExportFilter

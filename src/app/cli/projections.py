@@ -13,7 +13,7 @@ from trading_engine.app.cli.options import DatabaseOption
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from trading_engine.app.bootstrap.wiring import ProjectionWiring
+    from trading_engine.app.bootstrap.databases import ProjectionWiring
 
 projections_cli = typer.Typer(
     help="Read tables derived from the event log: status, run, rebuild.", no_args_is_help=True
@@ -31,7 +31,7 @@ def _makers() -> dict:
 
 
 def _wiring(database_url: str | None) -> ProjectionWiring:
-    from trading_engine.app.bootstrap.wiring import projections
+    from trading_engine.app.bootstrap.databases import projections
     from trading_engine.app.runtime.config import ConfigError, load_settings
 
     try:

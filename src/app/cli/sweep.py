@@ -118,6 +118,11 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from trading_engine.app.bootstrap.backtests import (
+        import_what_a_backtest_imports,
+        read_bar_files,
+    )
+    from trading_engine.app.bootstrap.strategy import strategy_factory
     from trading_engine.app.bootstrap.sweep import (
         SweepJob,
         backtest_settings,
@@ -126,11 +131,6 @@ def sweep(
         metric_names,
         rank,
         run_sweep,
-    )
-    from trading_engine.app.bootstrap.wiring import (
-        import_what_a_backtest_imports,
-        read_bar_files,
-        strategy_factory,
     )
     from trading_engine.app.runtime.config import ConfigError
 

@@ -31,7 +31,7 @@ def verify_log(
     import orjson
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from trading_engine.app.bootstrap.wiring import open_event_store
+    from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.runtime.config import ConfigError, load_settings
 
     try:
