@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from trading_engine.adapters.marketdata.consumer_groups import GroupState as _GroupState
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
 from trading_engine.app.bootstrap.health import (
     CONSUMER_LAG_READY,
     CONSUMER_PENDING_READY,
     _groups_problem,
-    _GroupState,
 )
 from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 from trading_engine.app.runtime.health import Readiness

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from trading_engine.adapters.brokers.simulated import SimulatedExchange
 from trading_engine.adapters.clocks.manual import ManualClock
@@ -32,7 +31,7 @@ from trading_engine.app.backtest.bars import (
     SignalsKeptUntilEnd,
 )
 from trading_engine.app.backtest.trades import TradeBacktest
-from trading_engine.app.bootstrap.databases import backtest_tables, open_event_store
+from trading_engine.app.bootstrap.databases import backtest_tables, database
 from trading_engine.app.bootstrap.execution import execution_loop
 from trading_engine.app.bootstrap.strategy import (
     MARKET_STREAMS,
@@ -135,8 +134,9 @@ def _backtest_wiring(
     # aggregates it may use as they are, and its log is appended to the database it names
     # when it closes (opened now, so that a bad URL stops the run before it starts).
     log_target = None
-    if urlsplit(settings.DATABASE_URL).scheme != "memory":
-        log_target = open_event_store(settings.DATABASE_URL)
+    target = database(settings.DATABASE_URL)
+    if target.kind != "memory":
+        log_target = target.event_store()
     store = memory_event_store(chained=log_target is None)  # else the target chains it
     store.hand_out_cached_state()
     tables = backtest_tables(settings.DATABASE_URL)

@@ -3,12 +3,10 @@ streams."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from trading_engine.adapters.sql.connections import connect_sqlite, split_schema
-from trading_engine.app.bootstrap.databases import ProjectionWiring, sqlite_path
+from trading_engine.adapters.marketdata.consumer_groups import GroupState, group_states
+from trading_engine.app.bootstrap.databases import ProjectionWiring, database
 from trading_engine.app.bootstrap.strategy import MARKET_STREAMS, STRATEGY_GROUP
 from trading_engine.app.execution.loop import ExecutionLoop
 from trading_engine.app.execution.metered_broker import MeteredBroker
@@ -25,8 +23,6 @@ from trading_engine.ports.health import MetricsSource, Sample
 # file reader (pandas) are imported by the functions that use them: a command loads what
 # it uses, and `backtest`, `export` or `audit` no exchange client and no Redis (issue 16).
 if TYPE_CHECKING:
-    import redis
-
     from trading_engine.adapters.http.health_server import HealthServer
 
 
@@ -53,10 +49,11 @@ def health_server(
     groups = _consumed_streams(settings, strategy is not None, execution is not None)
     if strategy is not None or execution is not None:
         checks["redis"] = lambda: None if client.ping() else "no PONG"
-        checks["consumer_groups"] = lambda: _groups_problem(_group_states(client, groups))
-        sources.append(lambda: _group_samples(_group_states(client, groups)))
-    if urlsplit(settings.DATABASE_URL).scheme in ("postgresql", "postgres"):
-        checks["postgresql"] = lambda: _postgres_answers(settings.DATABASE_URL)
+        checks["consumer_groups"] = lambda: _groups_problem(group_states(client, groups))
+        sources.append(lambda: _group_samples(group_states(client, groups)))
+    db = database(settings.DATABASE_URL)
+    if db.kind == "postgres":
+        checks["postgresql"] = db.answers
     broker = execution.broker if execution is not None else None
     exchange = getattr(broker, "inner", broker)  # the exchange behind the metering
     if isinstance(exchange, GmoBroker):
@@ -132,7 +129,7 @@ CONSUMER_PENDING_READY = 10_000  # entries read and not acknowledged (execution)
 CONSUMER_LAG_READY = 10_000  # entries not read yet (any group): the loop is falling behind
 
 
-def _groups_problem(states: list[_GroupState]) -> str | None:
+def _groups_problem(states: list[GroupState]) -> str | None:
     """Not ready when a group falls behind (lag), or holds too many entries unacknowledged.
     The strategy's pending entries are the trades of its open bars, held until each bar
     closes by design (an hour bar on a busy market holds many): only its lag counts."""
@@ -142,14 +139,6 @@ def _groups_problem(states: list[_GroupState]) -> str | None:
         if g.group != STRATEGY_GROUP and g.pending > CONSUMER_PENDING_READY:
             return f"{g.group} has {g.pending} entries pending on {g.stream}"
     return None
-
-
-@dataclass(frozen=True)
-class _GroupState:
-    stream: str
-    group: str
-    pending: int
-    lag: int | None  # None when Redis cannot tell (entries deleted from the stream)
 
 
 def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> list[tuple[str, str]]:
@@ -163,29 +152,7 @@ def _consumed_streams(settings: Settings, strategy: bool, execution: bool) -> li
     return streams
 
 
-def _group_states(client: redis.Redis, groups: list[tuple[str, str]]) -> list[_GroupState]:
-    """XINFO GROUPS of each stream. A stream or group not created yet (nothing published, the
-    loop not started) has nothing pending: it is left out, not a failure."""
-    import redis
-
-    states = []
-    for stream, group in groups:
-        try:
-            infos = client.xinfo_groups(stream)
-        except redis.ResponseError:  # no such key
-            continue
-        for info in infos:
-            name = info["name"]
-            if (name.decode() if isinstance(name, bytes) else name) == group:
-                lag = info.get("lag")
-                pending = int(info["pending"])
-                states.append(
-                    _GroupState(stream, group, pending, None if lag is None else int(lag))
-                )
-    return states
-
-
-def _group_samples(states: list[_GroupState]) -> list[Sample]:
+def _group_samples(states: list[GroupState]) -> list[Sample]:
     samples = []
     for state in states:
         labels = (("stream", state.stream), ("group", state.group))
@@ -214,7 +181,7 @@ def _group_samples(states: list[_GroupState]) -> list[Sample]:
 def _order_samples(database_url: str) -> list[Sample]:
     """Orders by state, counted in the orders read table when scraped; every state, 0 if none."""
     counts = dict.fromkeys((status.value for status in OrderStatus), 0)
-    counts.update(_orders_by_status(database_url))
+    counts.update(database(database_url).orders_by_status())
     return [
         Sample(
             "trading_engine_orders",
@@ -225,31 +192,3 @@ def _order_samples(database_url: str) -> list[Sample]:
         )
         for state, n in counts.items()
     ]
-
-
-def _orders_by_status(database_url: str) -> dict[str, int]:
-    if urlsplit(database_url).scheme == "sqlite":
-        conn = connect_sqlite(sqlite_path(database_url))
-        try:
-            rows = conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status").fetchall()
-        finally:
-            conn.close()
-        return {str(status): int(n) for status, n in rows}
-    import psycopg
-
-    url, schema = split_schema(database_url)
-    query = psycopg.sql.SQL("SELECT status, COUNT(*) FROM {}.orders GROUP BY status").format(
-        psycopg.sql.Identifier(schema)
-    )
-    # a scrape must not wait on a rebuild's table swap: give up after 2 s
-    with psycopg.connect(url, connect_timeout=2, options="-c statement_timeout=2000") as conn:
-        return {str(status): int(n) for status, n in conn.execute(query).fetchall()}
-
-
-def _postgres_answers(database_url: str) -> str | None:
-    import psycopg
-
-    url, _ = split_schema(database_url)
-    with psycopg.connect(url, connect_timeout=2) as conn:
-        conn.execute("SELECT 1")
-    return None

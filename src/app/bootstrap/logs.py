@@ -7,13 +7,12 @@ import logging
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import eventsourcing.persistence
 
 from trading_engine.adapters.logs.json_lines import JsonLinesFormatter, RedactingTextFormatter
 from trading_engine.adapters.logs.redaction import Redactor, url_passwords
-from trading_engine.app.bootstrap.databases import sqlite_path
+from trading_engine.app.bootstrap import databases
 from trading_engine.app.runtime.config import Settings
 from trading_engine.ports.broker import RetryLater, TradingPaused
 
@@ -85,14 +84,8 @@ def configure_logging(settings: Settings, *, to_database: bool = True) -> LogSet
     for chatty in ("httpx", "httpcore"):  # one line per request: the metrics count those
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     database = None
-    scheme = urlsplit(settings.DATABASE_URL).scheme
     if to_database and settings.LOG_TO_DATABASE:
-        from trading_engine.adapters.logs.db_log import postgres_log_handler, sqlite_log_handler
-
-        if scheme in ("postgresql", "postgres"):
-            database = postgres_log_handler(settings.DATABASE_URL, redact)
-        elif scheme == "sqlite":
-            database = sqlite_log_handler(str(sqlite_path(settings.DATABASE_URL)), redact)
+        database = databases.database(settings.DATABASE_URL).log_handler(redact)
     if database is not None:
         root.addHandler(database)
     return LogSetup(redact, database)

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
 from trading_engine.app.bootstrap.backtests import (
@@ -30,7 +29,7 @@ from trading_engine.app.bootstrap.backtests import (
     read_bar_files,
     synthetic_bar_set,
 )
-from trading_engine.app.bootstrap.databases import sqlite_path
+from trading_engine.app.bootstrap.databases import database
 from trading_engine.app.runtime.config import Settings, load_settings
 
 __all__ = [
@@ -127,10 +126,9 @@ def run_point(job: SweepJob) -> dict[str, Any]:
     "error": message}`` when the point cannot run (bad parameters, unreadable data...)."""
     try:
         url = job.run_database_url()
-        if urlsplit(url).scheme == "sqlite":
-            path = sqlite_path(url)
-            if isinstance(path, Path):
-                path.parent.mkdir(parents=True, exist_ok=True)
+        path = database(url).path
+        if isinstance(path, Path):  # a SQLite file of its own
+            path.parent.mkdir(parents=True, exist_ok=True)
         settings = backtest_settings(url, job.strategy)
         venue = new_backtest_venue()
         if job.synthetic is not None:

@@ -59,16 +59,15 @@ def _method(value: str) -> Method:
 
 
 def _database_url(database_url: str | None) -> str:
-    from trading_engine.app.bootstrap.databases import sqlite_path
+    from trading_engine.app.bootstrap.databases import database
     from trading_engine.app.runtime.config import ConfigError, load_settings
 
     try:
         settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         url = settings.DATABASE_URL
-        if url.startswith("sqlite:"):
-            path = sqlite_path(url)
-            if path != ":memory:" and not Path(path).is_file():
-                raise _fail(f"no event store at {path} (DATABASE_URL {url})")
+        path = database(url).path  # a SQLite file, or None
+        if isinstance(path, Path) and not path.is_file():
+            raise _fail(f"no event store at {path} (DATABASE_URL {url})")
         return url
     except ConfigError as error:
         raise _fail(str(error)) from None
