@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 from trading_engine.app.execution.orders import OrderService
@@ -20,7 +18,6 @@ from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.order import Order
 from trading_engine.domain.signal_decision import SignalDecision
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
 
@@ -72,17 +69,8 @@ def database(tmp_path: Path) -> tuple[str, Order]:
     return f"sqlite:///{path}", order
 
 
-def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, "audit", *args],
-        env={**env, "DATABASE_URL": database_url, "COLUMNS": "200"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def run_cli(*args: str, database_url: str, cwd: Path) -> CliResult:
+    return cli("audit", *args, cwd=cwd, env={"DATABASE_URL": database_url, "COLUMNS": "200"})
 
 
 def test_audit_order_and_signal(tmp_path: Path, database: tuple[str, Order]) -> None:

@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 from backtesting.test import GOOG
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
-
-def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, *args],
-        env={**environment, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_cli(cwd: Path, *args: str, **env: str) -> CliResult:
+    """In this process (support/cli.py), with no DATABASE_URL but what the test gives."""
+    return cli(*args, cwd=cwd, env={"DATABASE_URL": None, **env})
 
 
 def test_backtest_writes_the_report_and_the_run_can_be_audited(tmp_path: Path) -> None:

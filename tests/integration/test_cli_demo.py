@@ -1,32 +1,22 @@
-"""The main job, run as a user runs it: the installed `trading-engine` command."""
+"""The main job, run as a user runs it: `trading-engine demo` (in this process, through the
+CLI's own parser; the bad-configuration case also as the installed script in a process of its
+own, for the exit status the shell sees)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 from trading_engine.domain.values import OrderStatus
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
-
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [COMMAND, *args],
-        env={**os.environ, **env, "COLUMNS": "200"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def run_cli(*args: str, env: dict[str, str | None], cwd: Path, process: bool = False) -> CliResult:
+    return cli(*args, env={**env, "COLUMNS": "200"}, cwd=cwd, process=process)
 
 
 def order_statuses(store) -> list[str]:
@@ -38,17 +28,8 @@ def order_statuses(store) -> list[str]:
 
 
 def test_demo_on_the_embedded_default_runs_twice(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     for _ in range(2):
-        result = subprocess.run(
-            [COMMAND, "demo"],
-            env={**clean, "COLUMNS": "200"},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_cli("demo", env={"DATABASE_URL": None}, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "REJECTED" in result.stdout
         assert "refused as expected" in result.stdout
@@ -78,8 +59,9 @@ def test_demo_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
         store.close()
 
 
-def test_bad_configuration_stops_with_the_variable_named(tmp_path: Path) -> None:
-    result = run_cli("demo", env={"MAX_POSITION_SIZE": "-3"}, cwd=tmp_path)
+@pytest.mark.parametrize("process", [False, True], ids=["in-process", "script"])
+def test_bad_configuration_stops_with_the_variable_named(tmp_path: Path, process: bool) -> None:
+    result = run_cli("demo", env={"MAX_POSITION_SIZE": "-3"}, cwd=tmp_path, process=process)
     assert result.returncode == 2
     assert "MAX_POSITION_SIZE" in result.stderr
     assert not (tmp_path / "data").exists()

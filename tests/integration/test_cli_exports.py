@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
 from itertools import pairwise
@@ -17,27 +13,20 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 from trading_engine.app.reporting.export_files import write_export
 from trading_engine.domain.order import Order
 from trading_engine.domain.signal_decision import SignalDecision
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
+
+def run_cli(cwd: Path, *args: str, **env: str) -> CliResult:
+    """In this process (support/cli.py), with no DATABASE_URL but what the test gives."""
+    return cli(*args, cwd=cwd, env={"DATABASE_URL": None, **env})
 
 
-def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, *args],
-        env={**environment, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def export_run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def export_run(cwd: Path, *args: str, **env: str) -> CliResult:
     """`export ...` on the backtest's store: its venue (`backtest_<id>`) is simulated, so the
     exports cover it only when asked (`--include-simulated`)."""
     return run_cli(cwd, "export", *args, "--include-simulated", **env)

@@ -4,23 +4,17 @@ the embedded default (a SQLite file)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from support.projection_rig import trade
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
-
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'engine.sqlite3'}"}
-    return subprocess.run(
-        [COMMAND, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+def run_cli(tmp_path: Path, *args: str) -> CliResult:
+    database = f"sqlite:///{tmp_path / 'engine.sqlite3'}"
+    return cli(*args, cwd=tmp_path, env={"DATABASE_URL": database})
 
 
 def status(tmp_path: Path) -> dict[str, dict]:

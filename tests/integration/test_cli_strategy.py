@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import redis
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from support.cli import CliResult
+from support.cli import run_cli as cli
 
 
-def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, *args],
-        env={**clean, "COLUMNS": "200", **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def run_cli(*args: str, cwd: Path, **env: str) -> CliResult:
+    """In this process (support/cli.py), with no DATABASE_URL but what the test gives."""
+    return cli(*args, cwd=cwd, env={"DATABASE_URL": None, "COLUMNS": "200", **env})
 
 
 def test_simulate_the_bundled_sample(tmp_path: Path) -> None:
@@ -54,9 +41,11 @@ def test_simulate_refuses_an_unknown_strategy(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_replay_publishes_into_the_prefixed_stream(tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:10]}:"
-    client = redis.Redis.from_url(REDIS_URL)
+def test_replay_publishes_into_the_prefixed_stream(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    prefix = redis_prefix
+    client = redis.Redis.from_url(redis_url)
     try:
         result = run_cli(
             "replay",
@@ -65,7 +54,7 @@ def test_replay_publishes_into_the_prefixed_stream(tmp_path: Path) -> None:
             "--seed",
             "3",
             cwd=tmp_path,
-            REDIS_URL=REDIS_URL,
+            REDIS_URL=redis_url,
             STREAM_PREFIX=prefix,
         )
         assert result.returncode == 0, result.stderr
@@ -73,12 +62,9 @@ def test_replay_publishes_into_the_prefixed_stream(tmp_path: Path) -> None:
         _, fields = client.xrange(f"{prefix}md:trade", count=1)[0]
         assert fields[b"exchange"] == b"gmo"
         assert b'"channel":"trades"' in fields[b"payload"]
-        both = run_cli("replay", cwd=tmp_path, REDIS_URL=REDIS_URL, STREAM_PREFIX=prefix)
+        both = run_cli("replay", cwd=tmp_path, REDIS_URL=redis_url, STREAM_PREFIX=prefix)
         assert both.returncode == 2
     finally:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
         client.close()
 
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
@@ -24,7 +22,6 @@ from trading_engine.app.execution.orders import OrderService
 from trading_engine.domain.models import Execution, Signal
 from trading_engine.domain.tax import TaxFill, tax_report
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 D = Decimal
 
 # (UTC time, symbol, side, price, size, fee) in the order the engine records them.
@@ -105,17 +102,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{path}"
 
 
-def export(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, "export", "tax", *args],
-        env={**env, "DATABASE_URL": database_url, "COLUMNS": "200"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def export(*args: str, database_url: str, cwd: Path) -> CliResult:
+    env = {"DATABASE_URL": database_url, "COLUMNS": "200"}
+    return cli("export", "tax", *args, cwd=cwd, env=env)
 
 
 def domain_total(year: int, method: str) -> Decimal:

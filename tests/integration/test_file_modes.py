@@ -8,42 +8,40 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from trading_engine.app.cli.commands import cli
+from support.cli import run_cli
 from trading_engine.files import write_atomically
-
-runner = CliRunner()
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def invoke(*args: str) -> None:
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+def invoke(*args: str, cwd: Path) -> None:
+    result = run_cli(*args, cwd=cwd)
+    assert result.returncode == 0, result
 
 
 def test_exports_backtest_and_sweep_files_are_0644(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    invoke("backtest", "--synthetic", "600", "--seed", "3", "--out", str(run), "--no-report")
+    invoke("backtest", "--synthetic", "600", "--seed", "3", "--out", str(run), "--no-report",
+           cwd=tmp_path)  # fmt: skip
     written = [p for p in run.iterdir() if p.suffix in (".csv", ".json")]
     for kind in ("orders", "executions", "signals"):
         for fmt in ("csv", "jsonl", "parquet"):
             out = tmp_path / f"{kind}.{fmt}"
             invoke(
                 "export", kind, "--run", str(run), "--include-simulated",
-                "--format", fmt, "--out", str(out),
+                "--format", fmt, "--out", str(out), cwd=tmp_path,
             )  # fmt: skip
             written += [out, out.with_name(out.name + ".manifest.json")]
     tax = tmp_path / "tax.csv"
     invoke("export", "tax", "--run", str(run), "--year", "2026", "--method", "moving-average",
-           "--include-simulated", "--format", "csv", "--out", str(tax))  # fmt: skip
+           "--include-simulated", "--format", "csv", "--out", str(tax), cwd=tmp_path)  # fmt: skip
     written.append(tax)
     sweep = tmp_path / "sweep"
     invoke("sweep", "--synthetic", "400", "--grid", "fast_window=5,10", "--param",
-           "slow_window=20", "--workers", "1", "--out", str(sweep))  # fmt: skip
+           "slow_window=20", "--workers", "1", "--out", str(sweep), cwd=tmp_path)  # fmt: skip
     written += list(sweep.glob("*.csv"))
     assert len(written) > 20
     assert {p.name: oct(mode(p)) for p in written} == {p.name: "0o644" for p in written}

@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from support.cli import CliResult
+from support.cli import run_cli as cli
 from trading_engine.app.bootstrap.sweep import (
     SweepJob,
     grid,
@@ -24,21 +22,13 @@ from trading_engine.app.bootstrap.sweep import (
     run_sweep,
 )
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 BARS = "3000"
 CASH = "10000000"  # BTC_JPY-like synthetic prices: enough cash for whole 0.001 steps
 
 
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [COMMAND, *args],
-        env=environment,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_cli(cwd: Path, *args: str) -> CliResult:
+    """In this process (support/cli.py), with no DATABASE_URL."""
+    return cli(*args, cwd=cwd, env={"DATABASE_URL": None})
 
 
 def _number(text: str) -> float | None:

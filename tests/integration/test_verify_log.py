@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from support.cli import CliResult, run_cli
 from trading_engine.adapters.eventstore.application import EventSourcedStore
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
@@ -28,7 +26,6 @@ from trading_engine.domain.models import Execution
 from trading_engine.domain.order import Order
 from trading_engine.domain.position import Position
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -60,11 +57,14 @@ def record_orders(store: EventSourcedStore, count: int) -> None:
         store.save(order, position)
 
 
-def verify(database_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [COMMAND, "verify-log", *extra], env=env, capture_output=True, text=True, timeout=120
-    )
+@pytest.fixture(autouse=True)
+def _own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs the command from a directory of its own: no `.env` of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def verify(database_url: str, *extra: str) -> CliResult:
+    return run_cli("verify-log", *extra, cwd=Path.cwd(), env={"DATABASE_URL": database_url})
 
 
 def verify_json(database_url: str) -> tuple[int, dict]:
