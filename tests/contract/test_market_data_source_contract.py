@@ -35,10 +35,9 @@ from trading_engine.adapters.marketdata.in_process import (
     InProcessLog,
     InProcessSource,
     InProcessTransport,
-    StreamGroupReader,
-    id_key,
 )
 from trading_engine.adapters.marketdata.redis_streams import RedisStreamsSource
+from trading_engine.adapters.marketdata.stream_group import StreamGroupReader, id_key
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
 from trading_engine.domain.values import Exchange, Side, Symbol

@@ -1,8 +1,8 @@
 """Market data from Redis Streams, read in a consumer group (redis-py, synchronous client).
 
 The consumer-group logic (parse, dead-letter, order, recover) is `StreamGroupReader`, shared
-with the in-process source; this module is the Redis side of it: XGROUP CREATE, XREADGROUP,
-XAUTOCLAIM, XACK, and dead-lettering as XADD + XACK in one MULTI/EXEC.
+with the in-process source (stream_group.py); this module is the Redis side of it: XGROUP
+CREATE, XREADGROUP, XAUTOCLAIM, XACK, and dead-lettering as XADD + XACK in one MULTI/EXEC.
 
 Either kind of client works: `decode_responses=False` (bytes; recommended) or `True` (str).
 With `True`, redis-py itself decodes every reply and raises on bytes that are not UTF-8
@@ -21,14 +21,15 @@ import redis
 from redis.exceptions import ResponseError
 
 from trading_engine.adapters.marketdata.gmo_messages import MalformedEntry, parse_entry
-from trading_engine.adapters.marketdata.in_process import (
+from trading_engine.adapters.marketdata.stream_group import (
+    GroupSubscriber,
     RawEntry,
-    StreamGroupReader,
     check_streams,
     dead_letter_fields,
     market_entry,
+    market_ref,
 )
-from trading_engine.ports.market_data import MarketEntry, SourceStats
+from trading_engine.ports.market_data import MarketEntry
 
 
 def _text(value: Any) -> str:
@@ -132,7 +133,7 @@ class RedisGroupTransport:
         return int(seconds) * 1000 + int(microseconds) / 1000
 
 
-class RedisStreamsSource:
+class RedisStreamsSource(GroupSubscriber[Any, MarketEntry]):
     """`MarketDataSource` over Redis Streams `md:trade`, `md:orderbook`, `md:ticker`."""
 
     def __init__(
@@ -148,22 +149,4 @@ class RedisStreamsSource:
         transport = RedisGroupTransport(
             client, streams, group, consumer, dead_letter_stream, reclaim_idle_ms
         )
-        self._reader: StreamGroupReader[Any] = StreamGroupReader(
-            transport, parse_entry, MalformedEntry
-        )
-
-    def recover(self) -> list[MarketEntry]:
-        return [market_entry(d) for d in self._reader.recover()]
-
-    def read(self, max_count: int, block_ms: int) -> list[MarketEntry]:
-        return [market_entry(d) for d in self._reader.read(max_count, block_ms)]
-
-    def ack(self, entries: Sequence[MarketEntry]) -> None:
-        self._reader.ack((e.stream, e.entry_id) for e in entries)
-
-    @property
-    def stats(self) -> SourceStats:
-        return self._reader.stats
-
-    def close(self) -> None:
-        self._reader.close()
+        super().__init__(transport, parse_entry, MalformedEntry, market_entry, market_ref)

@@ -14,30 +14,22 @@ to `{stream}:dead-letter` with its reason, is acknowledged and counted in `stats
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
 
 import redis
 
-from trading_engine.adapters.marketdata.in_process import StreamGroupReader
 from trading_engine.adapters.marketdata.redis_streams import RedisGroupTransport
 from trading_engine.adapters.signals.codec import (
-    MalformedSignal,
-    ReadSignal,
-    read_signal_entry,
     signal_entry_fields,
 )
 from trading_engine.adapters.signals.streams import (
     EXECUTION_GROUP,
+    SignalGroupSubscriber,
     dedupe_key,
-    signal_entry,
     signal_stream,
 )
 from trading_engine.domain.models import Signal
 from trading_engine.domain.values import Exchange
-from trading_engine.ports.market_data import SourceStats
-from trading_engine.ports.signal_bus import SignalEntry
 
 _PUBLISH_ONCE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -73,7 +65,7 @@ class RedisSignalPublisher:
         return int(added) == 1
 
 
-class RedisSignalSubscriber:
+class RedisSignalSubscriber(SignalGroupSubscriber):
     """`SignalSubscriber` on `signal:{exchange}` in the execution module's consumer group."""
 
     def __init__(
@@ -87,31 +79,10 @@ class RedisSignalSubscriber:
         reclaim_idle_ms: int = 30_000,
     ) -> None:
         self.client = client
-        self.exchange = Exchange(str(exchange))
-        self.stream = signal_stream(self.exchange, stream_prefix)
-        self.dead_letter_stream = f"{self.stream}:dead-letter"
-        transport = RedisGroupTransport(
-            client, [self.stream], group, consumer, self.dead_letter_stream, reclaim_idle_ms
+        super().__init__(
+            lambda streams, dead_letters: RedisGroupTransport(
+                client, streams, group, consumer, dead_letters, reclaim_idle_ms
+            ),
+            exchange,
+            stream_prefix,
         )
-        self._reader: StreamGroupReader[ReadSignal] = StreamGroupReader(
-            transport, self._parse, MalformedSignal
-        )
-
-    def _parse(self, stream: str, fields: Mapping[Any, Any]) -> ReadSignal:
-        return read_signal_entry(fields, self.exchange)
-
-    def recover(self) -> list[SignalEntry]:
-        return [signal_entry(d) for d in self._reader.recover()]
-
-    def read(self, max_count: int, block_ms: int) -> list[SignalEntry]:
-        return [signal_entry(d) for d in self._reader.read(max_count, block_ms)]
-
-    def ack(self, entries: Sequence[SignalEntry]) -> None:
-        self._reader.ack((self.stream, e.entry_id) for e in entries)
-
-    @property
-    def stats(self) -> SourceStats:
-        return self._reader.stats
-
-    def close(self) -> None:
-        self._reader.close()
