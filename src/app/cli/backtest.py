@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trading_engine.app.cli.common import errors, fail, progress
 from trading_engine.app.cli.options import (
     RUN_STORE,
     CashOption,
@@ -32,7 +33,6 @@ from trading_engine.app.cli.options import (
 
 # The engine's modules are imported by the command: `--help` (and `sweep`) loads none.
 console = Console()
-errors = Console(stderr=True)
 
 SHOWN = (
     "return_pct",
@@ -54,16 +54,11 @@ SHOWN = (
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[red]{message}[/red]")
-    return typer.Exit(code)
-
-
 def _number(name: str, text: str) -> Decimal:
     try:
         return Decimal(text)
     except InvalidOperation:
-        raise _fail(f"{name}: not a number: {text!r}") from None
+        raise fail(f"{name}: not a number: {text!r}") from None
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
-            raise _fail(f"--param expects NAME=VALUE, got {pair!r}")
+            raise fail(f"--param expects NAME=VALUE, got {pair!r}")
         value: Any = raw.strip()
         for kind in (int, float):
             try:
@@ -138,7 +133,6 @@ def backtest(
     """Run the strategy and execution loops over past bars on the simulated exchange, then
     write metrics.json, trades.csv, equity.csv and report.html to --out."""
     import orjson
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from trading_engine.app.backtest.report import write_outputs
@@ -157,11 +151,11 @@ def backtest(
     from trading_engine.domain.values import Timeframe
 
     if sum((bool(data), bool(trades), bool(synthetic))) != 1:
-        raise _fail("give one of --data FILE (bars), --trades FILE (GMO trades), --synthetic N")
+        raise fail("give one of --data FILE (bars), --trades FILE (GMO trades), --synthetic N")
     if fill_rule != "next_open":
-        raise _fail(f"--fill-rule: only next_open is supported, not {fill_rule!r}")
+        raise fail(f"--fill-rule: only next_open is supported, not {fill_rule!r}")
     if size is not None and fraction is not None:
-        raise _fail("--size and --fraction exclude each other")
+        raise fail("--size and --fraction exclude each other")
     _claim(out, overwrite)
     # A run's simulated orders and fills stay in its own store: never in the one DATABASE_URL
     # names (live or paper trading, read by the tax export) unless --database-url asks.
@@ -216,15 +210,9 @@ def backtest(
             runner, close = bar_backtest(settings, bars, options)
             total = sum(len(series) for series in bars.values())
     except (ConfigError, ValueError, DomainError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     try:
-        with Progress(
-            TextColumn("backtest"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=errors,
-        ) as bar:
+        with progress("backtest") as bar:
             task = bar.add_task("bars", total=total)
             result = runner.run(lambda done, _all: bar.update(task, completed=done))
     finally:
@@ -271,12 +259,12 @@ def _claim(out: Path, overwrite: bool) -> None:
 
     held = [out / name for name in (RUN_STORE, *OUTPUT_NAMES) if (out / name).exists()]
     if held and not overwrite:
-        raise _fail(
+        raise fail(
             f"{out} already holds a run ({', '.join(p.name for p in held)}): choose another "
             "--out, or add --overwrite to replace it"
         )
     if out.exists() and not out.is_dir():
-        raise _fail(f"--out {out}: not a folder")
+        raise fail(f"--out {out}: not a folder")
     for name in (RUN_STORE, f"{RUN_STORE}-wal", f"{RUN_STORE}-shm", *OUTPUT_NAMES):
         (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from trading_engine.app.cli.backtest import backtest
+from trading_engine.app.cli.common import errors, fail, settings_for
 from trading_engine.app.cli.export import export_cli
 from trading_engine.app.cli.options import DatabaseOption
 from trading_engine.app.cli.projections import projections_cli
@@ -46,17 +47,6 @@ cli = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 
-def _settings(database_url: str | None):
-    from trading_engine.app.runtime.config import ConfigError, load_settings
-
-    try:
-        overrides = {"DATABASE_URL": database_url} if database_url else {}
-        return load_settings(**overrides)
-    except ConfigError as error:
-        Console(stderr=True).print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
-
-
 @cli.command()
 def demo(database_url: DatabaseOption = None) -> None:
     """Run a scripted order lifecycle on the event store and print its audit trail."""
@@ -68,7 +58,7 @@ def demo(database_url: DatabaseOption = None) -> None:
     from trading_engine.app.bootstrap.databases import bootstrap
     from trading_engine.app.execution.demo import order_summary, scripted_lifecycle
 
-    settings = _settings(database_url)
+    settings = settings_for(database_url)
     engine = bootstrap(settings.DATABASE_URL)
     try:
         run_id = uuid.uuid4().hex[:8]
@@ -110,11 +100,6 @@ def demo(database_url: DatabaseOption = None) -> None:
         engine.close()
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    Console(stderr=True).print(f"[red]{message}[/red]")
-    return typer.Exit(code)
-
-
 FileOption = Annotated[
     Path | None,
     typer.Option("--file", help="GMO trades CSV (symbol,side,size,price,timestamp), .gz ok."),
@@ -143,11 +128,11 @@ def run() -> None:
     from trading_engine.app.runtime.service import stop_on_signals
     from trading_engine.ports.broker import BrokerError
 
-    settings = _settings(None)
+    settings = settings_for(None)
     logs = configure_logging(settings)
     log = logging.getLogger("trading_engine")
     if not settings.ENABLE_STRATEGY and not settings.ENABLE_EXECUTION:
-        raise _fail("nothing to run: ENABLE_STRATEGY and ENABLE_EXECUTION are both false")
+        raise fail("nothing to run: ENABLE_STRATEGY and ENABLE_EXECUTION are both false")
     closers = [logs.close]
     loops = LoopHealth()
     try:
@@ -169,16 +154,16 @@ def run() -> None:
             report = _run_loops(strategy, execution, should_stop, log, wiring, settings, loops)
     except ConfigError as error:
         _close_all(closers)
-        raise _fail(logs.redact(str(error))) from None
+        raise fail(logs.redact(str(error))) from None
     except OSError as error:
         _close_all(closers)
-        raise _fail(logs.redact(f"cannot start: {error}"), code=1) from None
+        raise fail(logs.redact(f"cannot start: {error}"), code=1) from None
     except (RedisError, psycopg.Error, BrokerError) as error:
         # Not a server away (that is waited out): an answer that needs an operator. Nothing
         # is lost: unacknowledged entries are recovered at the next start.
         log.critical("stopped on an error (restart to resume): %s", error)
         _close_all(closers)
-        raise _fail(logs.redact(f"stopped on an error (restart to resume): {error}"), 1) from None
+        raise fail(logs.redact(f"stopped on an error (restart to resume): {error}"), 1) from None
     log.info("stopped cleanly", extra={"fields": {"report": report}})
     _close_all(closers)
     print(logs.redact(orjson.dumps(report).decode()), flush=True)
@@ -376,7 +361,7 @@ ReasonArgument = Annotated[str, typer.Option("--reason", help="Why (kept in the 
 def _control(database_url: str | None, change: str | None, reason: str) -> None:
     from trading_engine.app.bootstrap.execution import risk_limits, trading_control
 
-    settings = _settings(database_url)
+    settings = settings_for(database_url)
     service, close = trading_control(settings)
     try:
         if change == "halt":
@@ -442,11 +427,11 @@ def audit_order_command(
     from trading_engine.app.bootstrap.databases import bootstrap
     from trading_engine.domain.errors import UnknownOrder
 
-    engine = bootstrap(_settings(database_url).DATABASE_URL)
+    engine = bootstrap(settings_for(database_url).DATABASE_URL)
     try:
         found = audit_order(engine.store, order_id)
     except (UnknownOrder, AmbiguousOrder) as error:
-        raise _fail(str(error), code=1) from None
+        raise fail(str(error), code=1) from None
     finally:
         engine.close()
     if as_json:
@@ -466,11 +451,11 @@ def audit_signal_command(
     from trading_engine.app.audit.view import json_text, print_signal_audit
     from trading_engine.app.bootstrap.databases import bootstrap
 
-    engine = bootstrap(_settings(database_url).DATABASE_URL)
+    engine = bootstrap(settings_for(database_url).DATABASE_URL)
     try:
         found = audit_signal(engine.store, signal_id)
     except UnknownSignal as error:
-        raise _fail(str(error), code=1) from None
+        raise fail(str(error), code=1) from None
     finally:
         engine.close()
     if as_json:
@@ -494,28 +479,28 @@ def replay(
 
     from trading_engine.app.bootstrap.strategy import publish_to_redis, synthetic_start, trades_from
 
-    settings = _settings(None)
+    settings = settings_for(None)
     if (file is None) == (synthetic is None):
-        raise _fail("give exactly one of --file or --synthetic")
+        raise fail("give exactly one of --file or --synthetic")
     if 0 < speed < 1:
         # The engine closes bars when the feed's clock (its time advanced by the wall clock)
         # passes them: a feed slower than real time would see bars closed before their trades.
-        raise _fail(
+        raise fail(
             f"--speed {speed:g}: a replay slower than real time is not supported (the engine's "
             "feed clock would close bars before their trades arrive); use 0, 1 or more"
         )
     try:
         start = None if synthetic is None else synthetic_start(synthetic, speed)
         trades = trades_from(file, synthetic, seed, start)
-        with Progress(console=Console(stderr=True)) as progress:
+        with Progress(console=errors) as progress:
             task = progress.add_task("publishing", total=synthetic)
             written = publish_to_redis(
                 settings, trades, speed, lambda n: progress.update(task, completed=n)
             )
     except RedisError as error:
-        raise _fail(f"replay: Redis at {settings.REDIS_URL} failed: {error}") from None
+        raise fail(f"replay: Redis at {settings.REDIS_URL} failed: {error}") from None
     except (OSError, ValueError) as error:
-        raise _fail(f"replay: {error}") from None
+        raise fail(f"replay: {error}") from None
 
     console.print(f"published {written} trades to {settings.STREAM_PREFIX}md:trade")
 
@@ -542,7 +527,7 @@ def simulate(
     if database_url is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         database_url = f"sqlite:///data/simulations/sim-{stamp}-{uuid.uuid4().hex[:6]}.sqlite3"
-    settings = _settings(database_url)
+    settings = settings_for(database_url)
     if file is None and synthetic is None:
         file = sample_trades()
     try:
@@ -550,7 +535,7 @@ def simulate(
             settings, trades_from(file, synthetic, seed, None)
         )
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     try:
         stats = loop.run_to_end()
     finally:
@@ -588,7 +573,7 @@ def migrate(database_url: DatabaseOption = None) -> None:
     """Apply the SQL migrations (package data: adapters/sql/schema) to the DATABASE_URL database."""
     from trading_engine.app.bootstrap.databases import migrate as bootstrap_migrate
 
-    settings = _settings(database_url)
+    settings = settings_for(database_url)
     applied = bootstrap_migrate(settings.DATABASE_URL)
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
 
@@ -598,7 +583,7 @@ def config() -> None:
     """Validate the configuration and print it, secrets redacted."""
     from decimal import Decimal
 
-    settings = _settings(None)
+    settings = settings_for(None)
     for name, value in settings.model_dump().items():
         shown = "********" if name in ("API_KEY", "API_SECRET") and str(value) else value
         if isinstance(shown, Decimal):

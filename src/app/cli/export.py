@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from trading_engine.app.cli.common import errors, fail, progress, settings_for
 from trading_engine.app.cli.options import DatabaseOption
 
 # The engine's modules are imported by the commands that use them: `--help` loads none.
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from trading_engine.domain.tax import Method
 
 export_cli = typer.Typer(help="Documents exported from the event log.", no_args_is_help=True)
-errors = Console(stderr=True)
 
 YEARS = (2000, 2100)
 
@@ -33,15 +34,10 @@ IncludeSimulatedOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[red]{message}[/red]", highlight=False)
-    return typer.Exit(code)
-
-
 def _year(value: str) -> int:
     text = value.strip()
     if not re.fullmatch(r"\d{4}", text) or not YEARS[0] <= int(text) <= YEARS[1]:
-        raise _fail(
+        raise fail(
             f"invalid --year {value!r}: expected a 4-digit year from {YEARS[0]} to {YEARS[1]}"
         )
     return int(text)
@@ -55,22 +51,21 @@ def _method(value: str) -> Method:
         return Method.parse(value)
     except InvalidValue:
         allowed = "|".join(m.value for m in Method)
-        raise _fail(f"invalid --method {value!r}: expected {allowed}") from None
+        raise fail(f"invalid --method {value!r}: expected {allowed}") from None
 
 
 def _database_url(database_url: str | None) -> str:
     from trading_engine.app.bootstrap.databases import database
-    from trading_engine.app.runtime.config import ConfigError, load_settings
+    from trading_engine.app.runtime.config import ConfigError
 
+    url = settings_for(database_url).DATABASE_URL
     try:
-        settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
-        url = settings.DATABASE_URL
         path = database(url).path  # a SQLite file, or None
         if isinstance(path, Path) and not path.is_file():
-            raise _fail(f"no event store at {path} (DATABASE_URL {url})")
+            raise fail(f"no event store at {path} (DATABASE_URL {url})")
         return url
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 @export_cli.command("tax")
@@ -120,14 +115,14 @@ def tax(
     tax_year = _year(year)
     tax_method = _method(method)
     if fmt not in FORMATS:
-        raise _fail(f"invalid --format {fmt!r}: expected {'|'.join(FORMATS)}")
+        raise fail(f"invalid --format {fmt!r}: expected {'|'.join(FORMATS)}")
     url = _database_url(database_url)
     try:
         store = open_event_store(url)
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except (OSError, psycopg.Error) as error:
-        raise _fail(f"cannot open the event store: {error}", code=1) from None
+        raise fail(f"cannot open the event store: {error}", code=1) from None
     covered = ExportFilter(exchange=exchange, symbol=symbol, include_simulated=include_simulated)
     try:
         head = store.chain_head()  # first: the report covers at least up to this head
@@ -136,7 +131,7 @@ def tax(
             _reconcile(store, url, report, exchange, symbol, include_simulated) if check else None
         )
     except psycopg.Error as error:
-        raise _fail(f"cannot read the event log: {error}", code=1) from None
+        raise fail(f"cannot read the event log: {error}", code=1) from None
     finally:
         store.close()
     note = no_trades_note(report, exchange, symbol)
@@ -146,7 +141,7 @@ def tax(
     try:
         write_report(report, fmt, out, sys.stdout.buffer, note, head, covered.venues())
     except OSError as error:
-        raise _fail(f"cannot write {out}: {error}", code=1) from None
+        raise fail(f"cannot write {out}: {error}", code=1) from None
     if out is not None:
         _summary(report, out, exchange, symbol)
     if checked is not None:
@@ -207,8 +202,7 @@ def _reconcile(
 
 
 def _report_check(result) -> None:
-    console = Console(stderr=True)
-    console.print(
+    errors.print(
         f"check {result.year}: tax (moving-average) {result.tax_gain:.8f}, executions export "
         f"{result.executions_year:.8f}; all history: executions {result.executions_all:.8f}, "
         f"positions projection {result.projection_all:.8f}",
@@ -216,9 +210,9 @@ def _report_check(result) -> None:
     )
     if result.differences:
         for difference in result.differences:
-            console.print(f"[red]mismatch: {difference}[/red]", highlight=False)
+            errors.print(f"[red]mismatch: {difference}[/red]", highlight=False)
         raise typer.Exit(1)
-    console.print("[green]they agree[/green]")
+    errors.print("[green]they agree[/green]")
 
 
 def _summary(report, out: Path, exchange: str | None, symbol: str | None) -> None:
@@ -256,7 +250,7 @@ def _moment(name: str, value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise _fail(f"invalid {name} {value!r}: expected a date or time, e.g. 2026-01-01") from None
+        raise fail(f"invalid {name} {value!r}: expected a date or time, e.g. 2026-01-01") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -272,7 +266,6 @@ def _log_export(
     include_simulated: bool,
 ) -> None:
     import psycopg
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.reporting.export_files import FORMATS as EXPORT_FORMATS
@@ -282,19 +275,19 @@ def _log_export(
 
     # Everything is checked before anything is opened or written.
     if fmt not in EXPORT_FORMATS:
-        raise _fail(f"invalid --format {fmt!r}: expected {'|'.join(EXPORT_FORMATS)}")
+        raise fail(f"invalid --format {fmt!r}: expected {'|'.join(EXPORT_FORMATS)}")
     keep = ExportFilter(
         _moment("--from", start), _moment("--to", end), exchange, symbol, include_simulated
     )
     if keep.start and keep.end and keep.start >= keep.end:
-        raise _fail("--from must be before --to")
+        raise fail("--from must be before --to")
     url = _database_url(database_url)
     try:
         store = open_event_store(url)
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except (OSError, psycopg.Error) as error:
-        raise _fail(f"cannot open the event store: {error}", code=1) from None
+        raise fail(f"cannot open the event store: {error}", code=1) from None
     columns, rows_of = KINDS[kind]
     try:
         head = store.chain_head()
@@ -309,20 +302,14 @@ def _log_export(
             "exported_at": datetime.now(UTC).isoformat(),
         }
 
-        with Progress(
-            TextColumn(f"export {kind}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=errors,
-        ) as bar:
+        with progress(f"export {kind}") as bar:
             task = bar.add_task(kind, total=None)
             rows = rows_of(store, keep, lambda at, all_: bar.update(task, completed=at, total=all_))
             count = write_export(_noting_venues(rows, keep, manifest), columns, out, fmt, manifest)
     except psycopg.Error as error:
-        raise _fail(f"cannot read the event log: {error}", code=1) from None
+        raise fail(f"cannot read the event log: {error}", code=1) from None
     except OSError as error:
-        raise _fail(f"cannot write {out}: {error}", code=1) from None
+        raise fail(f"cannot write {out}: {error}", code=1) from None
     finally:
         store.close()
     _say_left_out(keep)
@@ -339,52 +326,36 @@ ExchangeOption = Annotated[str | None, typer.Option("--exchange", help="Only thi
 SymbolOption = Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")]
 
 
-@export_cli.command("orders")
-def export_orders(
-    out: OutOption,
-    fmt: FormatOption = "csv",
-    start: FromOption = None,
-    end: ToOption = None,
-    exchange: ExchangeOption = None,
-    symbol: SymbolOption = None,
-    database_url: DatabaseOption = None,
-    include_simulated: IncludeSimulatedOption = False,
-) -> None:
-    """Every order transition: time, ids, event, state before/after, signal, strategy, the
-    exchange's code and message, and each fill."""
-    _log_export("orders", out, fmt, start, end, exchange, symbol, database_url, include_simulated)
+LOG_EXPORTS = {
+    "orders": "Every order transition: time, ids, event, state before/after, signal, strategy, "
+    "the exchange's code and message, and each fill.",
+    "executions": "Every fill: execution id, order, side, price, size, fee, time.",
+    "signals": "Every signal execution received, with the risk decision it got (and why).",
+}
 
 
-@export_cli.command("executions")
-def export_executions(
-    out: OutOption,
-    fmt: FormatOption = "csv",
-    start: FromOption = None,
-    end: ToOption = None,
-    exchange: ExchangeOption = None,
-    symbol: SymbolOption = None,
-    database_url: DatabaseOption = None,
-    include_simulated: IncludeSimulatedOption = False,
-) -> None:
-    """Every fill: execution id, order, side, price, size, fee, time."""
-    _log_export(
-        "executions", out, fmt, start, end, exchange, symbol, database_url, include_simulated
-    )
+def _log_export_command(kind: str) -> Callable[..., None]:
+    """The command `export KIND`: the three log exports take the same options."""
+
+    def command(
+        out: OutOption,
+        fmt: FormatOption = "csv",
+        start: FromOption = None,
+        end: ToOption = None,
+        exchange: ExchangeOption = None,
+        symbol: SymbolOption = None,
+        database_url: DatabaseOption = None,
+        include_simulated: IncludeSimulatedOption = False,
+    ) -> None:
+        _log_export(kind, out, fmt, start, end, exchange, symbol, database_url, include_simulated)
+
+    command.__name__ = f"export_{kind}"
+    command.__doc__ = LOG_EXPORTS[kind]
+    return command
 
 
-@export_cli.command("signals")
-def export_signals(
-    out: OutOption,
-    fmt: FormatOption = "csv",
-    start: FromOption = None,
-    end: ToOption = None,
-    exchange: ExchangeOption = None,
-    symbol: SymbolOption = None,
-    database_url: DatabaseOption = None,
-    include_simulated: IncludeSimulatedOption = False,
-) -> None:
-    """Every signal execution received, with the risk decision it got (and why)."""
-    _log_export("signals", out, fmt, start, end, exchange, symbol, database_url, include_simulated)
+for _kind in LOG_EXPORTS:
+    export_cli.command(_kind)(_log_export_command(_kind))
 
 
 def _noting_venues(rows, keep: ExportFilter, manifest: dict):

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from trading_engine.app.cli.common import errors
 
 DataOption = Annotated[
     list[Path] | None,
@@ -85,9 +86,6 @@ DatabaseOption = Annotated[
 ]
 
 
-_warnings = Console(stderr=True)
-
-
 def warn(message: str) -> None:
     """What a bar file's reader had to change (e.g. prices rounded), on stderr."""
-    _warnings.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

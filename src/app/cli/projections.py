@@ -7,19 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from trading_engine.app.cli.common import errors, fail, progress, settings_for
 from trading_engine.app.cli.options import DatabaseOption
 
 # The engine's modules are imported by the commands that use them: `--help` loads none.
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from trading_engine.app.bootstrap.databases import ProjectionWiring
 
 projections_cli = typer.Typer(
     help="Read tables derived from the event log: status, run, rebuild.", no_args_is_help=True
 )
 console = Console()
-errors = Console(stderr=True)
 
 NAMES = ("orders", "positions")  # the keys of _makers()
 
@@ -32,27 +30,13 @@ def _makers() -> dict:
 
 def _wiring(database_url: str | None) -> ProjectionWiring:
     from trading_engine.app.bootstrap.databases import projections
-    from trading_engine.app.runtime.config import ConfigError, load_settings
+    from trading_engine.app.runtime.config import ConfigError
 
+    settings = settings_for(database_url)
     try:
-        settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         return projections(settings.DATABASE_URL, settings.PROJECTION_BATCH_SIZE)
     except ConfigError as error:
-        errors.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
-
-
-def _progress() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=False,
-    )
+        raise fail(str(error)) from None
 
 
 @projections_cli.command("status")
@@ -102,20 +86,19 @@ def run(
 ) -> None:
     """Apply new events to the tables: once, or following the log until SIGTERM/SIGINT."""
     from trading_engine.app.projections.runner import ProjectionFailed, follow_all
-    from trading_engine.app.runtime.config import load_settings
     from trading_engine.app.runtime.service import stop_on_signals
 
     wiring = _wiring(database_url)
     try:
         if once:
-            with _progress() as bar:
+            with progress("{task.description}") as bar:
                 for runner in wiring.runners:
                     task = bar.add_task(runner.projection.name, total=None)
                     runner.catch_up(
                         lambda at, head, t=task: bar.update(t, completed=at, total=head)
                     )
         else:
-            settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
+            settings = settings_for(database_url)
             with stop_on_signals() as should_stop:
                 follow_all(
                     wiring.runners,
@@ -150,7 +133,7 @@ def rebuild_command(
     chosen = list(NAMES) if name == "all" else [name]
     wiring = _wiring(database_url)
     try:
-        with _progress() as bar:
+        with progress("{task.description}") as bar:
             for projection in chosen:
                 task = bar.add_task(f"rebuild {projection}", total=None)
                 at = rebuild(

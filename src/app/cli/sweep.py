@@ -10,7 +10,8 @@ from typing import IO, Annotated, Any
 import typer
 from rich.console import Console
 
-from trading_engine.app.cli.backtest import SHOWN, _fail, _number, parse_params
+from trading_engine.app.cli.backtest import SHOWN, _number, parse_params
+from trading_engine.app.cli.common import errors, fail, progress
 from trading_engine.app.cli.options import (
     RUN_STORE,
     CashOption,
@@ -32,7 +33,6 @@ from trading_engine.files import write_atomically
 
 # The engine's modules are imported by the command: `--help` loads none.
 console = Console(width=None if sys.stdout.isatty() else 150)  # wide in a CI log too
-errors = Console(stderr=True)
 
 
 def parse_axes(specs: list[str]) -> dict[str, list[Any]]:
@@ -43,9 +43,9 @@ def parse_axes(specs: list[str]) -> dict[str, list[Any]]:
         name = name.strip()
         values = [value.strip() for value in raw.split(",")]
         if not sep or not name or not all(values):
-            raise _fail(f"--grid expects NAME=V1,V2,..., got {spec!r}")
+            raise fail(f"--grid expects NAME=V1,V2,..., got {spec!r}")
         if name in axes:
-            raise _fail(f"--grid: {name} is given twice")
+            raise fail(f"--grid: {name} is given twice")
         axes[name] = [parse_params([f"{name}={value}"])[name] for value in values]
     return axes
 
@@ -115,7 +115,6 @@ def sweep(
     import csv
 
     import orjson
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from trading_engine.app.bootstrap.backtests import (
@@ -135,17 +134,17 @@ def sweep(
     from trading_engine.app.runtime.config import ConfigError
 
     if bool(data) == bool(synthetic):
-        raise _fail("give --data FILE (repeatable) or --synthetic N, one of the two")
+        raise fail("give --data FILE (repeatable) or --synthetic N, one of the two")
     if size is not None and fraction is not None:
-        raise _fail("--size and --fraction exclude each other")
+        raise fail("--size and --fraction exclude each other")
     names = metric_names()
     if sort not in names:
-        raise _fail(f"--sort: unknown metric {sort!r}; one of: {', '.join(names)}")
+        raise fail(f"--sort: unknown metric {sort!r}; one of: {', '.join(names)}")
     count = (os.cpu_count() or 1) if workers is None else workers
     if count < 1:
-        raise _fail(f"--workers must be at least 1, got {count}")
+        raise fail(f"--workers must be at least 1, got {count}")
     if top < 0:
-        raise _fail(f"--top must be at least 0, got {top}")
+        raise fail(f"--top must be at least 0, got {top}")
     for name, text in (("--cash", cash), ("--commission", commission), ("--slippage", slippage)):
         _number(name, text)
     for name, optional in (
@@ -158,23 +157,23 @@ def sweep(
             _number(name, optional)
     axes = parse_axes(grid_specs or [])
     if not axes:
-        raise _fail("give at least one --grid NAME=V1,V2,...")
+        raise fail("give at least one --grid NAME=V1,V2,...")
     fixed = parse_params(param or [])
     both = sorted(set(axes) & set(fixed))
     if both:
-        raise _fail(f"swept and fixed at once: {', '.join(both)}")
+        raise fail(f"swept and fixed at once: {', '.join(both)}")
     try:
         strategy_factory(backtest_settings("memory://", strategy))  # unknown strategy → stop
         if data:
             # unreadable data stops here, not once per point
             read_bar_files(data, symbol, timeframe=timeframe, warn=warn)
     except (ConfigError, ValueError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
     runs = out / "runs"
     if keep_runs and runs.is_dir() and any(runs.iterdir()):
         # a point's trades are read back from its whole log: never add a run to an old one
-        raise _fail(f"--keep-runs: {runs} already holds runs; remove it or choose another --out")
+        raise fail(f"--keep-runs: {runs} already holds runs; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     points = grid(axes)
     jobs = [
@@ -201,13 +200,7 @@ def sweep(
     ]
     if count > 1:
         import_what_a_backtest_imports()  # once, before the pool forks its workers
-    with Progress(
-        TextColumn("sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-    ) as bar:
+    with progress("sweep") as bar:
         task = bar.add_task("points", total=len(jobs))
         results = run_sweep(jobs, count, lambda done, _all: bar.update(task, completed=done))
     numbered = [{"point": job.number, **result} for job, result in zip(jobs, results, strict=True)]

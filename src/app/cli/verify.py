@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from trading_engine.app.cli.common import fail, progress, settings_for
 from trading_engine.app.cli.options import DatabaseOption
 
 if TYPE_CHECKING:
@@ -29,26 +30,17 @@ def verify_log(
     import dataclasses
 
     import orjson
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from trading_engine.app.bootstrap.databases import open_event_store
-    from trading_engine.app.runtime.config import ConfigError, load_settings
+    from trading_engine.app.runtime.config import ConfigError
 
+    settings = settings_for(database_url)
     try:
-        settings = load_settings(**({"DATABASE_URL": database_url} if database_url else {}))
         store: EventStore = open_event_store(settings.DATABASE_URL)
     except ConfigError as error:
-        errors.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(str(error)) from None
     try:
-        with Progress(
-            TextColumn("verify-log"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=errors,
-            transient=True,
-        ) as bar:
+        with progress("verify-log", transient=True) as bar:
             task = bar.add_task("verify", total=None)
             report = store.verify_chain(lambda at, last: bar.update(task, completed=at, total=last))
     finally:
