@@ -544,7 +544,7 @@ def test_a_run_leaves_the_collector_as_it_found_it() -> None:
     objects, and puts it back afterwards, also when the run fails."""
     import gc
 
-    from trading_engine.app.backtest.bars import fewer_collections
+    from trading_engine.app.backtest.rig import fewer_collections
 
     before = gc.get_threshold()
     with fewer_collections(threshold=12_345):

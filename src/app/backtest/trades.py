@@ -18,53 +18,27 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from trading_engine.app.backtest.bars import (
-    HeldSignals,
-    Marks,
+from trading_engine.app.backtest.results import BacktestResult, EquityPoint
+from trading_engine.app.backtest.rig import (
+    BacktestRig,
     Progress,
-    SettableClock,
     fewer_collections,
     mark,
     refresh_positions,
-    round_trips,
 )
-from trading_engine.app.backtest.results import BacktestResult, EquityPoint
-from trading_engine.app.execution.loop import ExecutionLoop
-from trading_engine.app.strategy.loop import StrategyLoop
+from trading_engine.app.backtest.round_trips import round_trips
 from trading_engine.domain.bars import bucket_start
 from trading_engine.domain.market import Trade
 from trading_engine.domain.models import OHLCV
 from trading_engine.domain.position import Position
 from trading_engine.domain.values import ZERO, Exchange, Symbol, Timeframe
-from trading_engine.ports.broker import MarketSimulator
-from trading_engine.ports.event_store import EventStore
 
 
 class TradeBacktest:
-    def __init__(
-        self,
-        trades: Sequence[Trade],
-        *,
-        timeframe: Timeframe,
-        strategy: StrategyLoop,
-        held: HeldSignals,
-        execution: ExecutionLoop,
-        market: MarketSimulator,
-        clock: SettableClock,
-        store: EventStore,
-        marks: Marks,
-        cash: Decimal,
-        exchange: str,
-        parameters: dict[str, Any],
-    ) -> None:
-        self._trades, self._timeframe = trades, timeframe
-        self._strategy, self._held, self._execution = strategy, held, execution
-        self._market, self._clock, self._store = market, clock, store
-        self._marks, self._cash = marks, cash
-        self._exchange, self._parameters = exchange, parameters
+    def __init__(self, trades: Sequence[Trade], timeframe: Timeframe, rig: BacktestRig) -> None:
+        self._trades, self._timeframe, self._rig = trades, timeframe, rig
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
         with fewer_collections():
@@ -76,28 +50,28 @@ class TradeBacktest:
         equity: list[EquityPoint] = []
         candles: dict[str, list[list[Any]]] = {s: [] for s in symbols}  # start, o, h, l, c, v
         bucket: datetime | None = None
-        seen_log = self._store.max_position()
-        self._market.open_private_stream()
-        self._execution.start()
+        seen_log = self._rig.store.max_position()
+        self._rig.market.open_private_stream()
+        self._rig.execution.start()
         done = 0
         while done < len(self._trades):
-            read = self._strategy.step()  # the strategy runs ahead; its signals are held
+            read = self._rig.strategy.step()  # the strategy runs ahead; its signals are held
             if not read:
                 break
             for trade in self._trades[done : done + read]:
                 symbol = str(trade.symbol)
                 start = bucket_start(trade.timestamp, self._timeframe)
                 if bucket is not None and start != bucket:
-                    equity.append(mark(bucket, self._cash, positions, self._marks.prices))
+                    equity.append(mark(bucket, self._rig.cash, positions, self._rig.marks.prices))
                 bucket = start
-                self._clock.set(trade.timestamp)
-                self._market.observe_trade(trade)
-                if self._execution.live_orders:  # the exchange pushes its fills: no poll
-                    self._execution.record_pushed(self._market.take_private_events())
+                self._rig.clock.set(trade.timestamp)
+                self._rig.market.observe_trade(trade)
+                if self._rig.execution.live_orders:  # the exchange pushes its fills: no poll
+                    self._rig.execution.record_pushed(self._rig.market.take_private_events())
                 seen_log = refresh_positions(
-                    self._store, self._exchange, symbols, positions, seen_log
+                    self._rig.store, self._rig.exchange, symbols, positions, seen_log
                 )
-                self._marks.prices[symbol] = trade.price
+                self._rig.marks.prices[symbol] = trade.price
                 series = candles[symbol]
                 if series and series[-1][0] == start:
                     candle = series[-1]
@@ -109,37 +83,37 @@ class TradeBacktest:
                     series.append(
                         [start, trade.price, trade.price, trade.price, trade.price, trade.size]
                     )
-                if self._held.release(until=trade.timestamp):
-                    while self._execution.step(block_ms=0):
+                if self._rig.held.release(until=trade.timestamp):
+                    while self._rig.execution.step(block_ms=0):
                         pass
             done += read
             if progress is not None:
                 progress(done, len(self._trades))
         if bucket is not None:
-            equity.append(mark(bucket, self._cash, positions, self._marks.prices))
+            equity.append(mark(bucket, self._rig.cash, positions, self._rig.marks.prices))
         starts = {s: [c[0] for c in series] for s, series in candles.items()}
 
         def bar_of(symbol: str, moment: datetime) -> int:
             return bisect_right(starts.get(symbol, []), moment) - 1
 
-        venue = Exchange(self._exchange)
+        venue = Exchange(self._rig.exchange)
         bars = {
             symbol: [OHLCV(venue, Symbol(symbol), self._timeframe, *candle) for candle in series]
             for symbol, series in candles.items()
         }
         closed, still_open = round_trips(
-            self._store,
-            self._exchange,
+            self._rig.store,
+            self._rig.exchange,
             bar_of,
             {symbol: series[-1].close for symbol, series in bars.items() if series},
         )
         return BacktestResult(
-            initial_cash=self._cash,
+            initial_cash=self._rig.cash,
             equity=equity,
             trades=closed,
             fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
             prices={s: [(b.timestamp, b.close) for b in series] for s, series in bars.items()},
-            parameters=self._parameters,
+            parameters=self._rig.parameters,
             open_trades=still_open,
             bars=bars,
         )

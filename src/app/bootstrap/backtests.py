@@ -22,9 +22,10 @@ from trading_engine.adapters.marketdata.gmo_messages import entry_fields
 from trading_engine.adapters.marketdata.in_process import InProcessLog, InProcessSource
 from trading_engine.adapters.marketdata.trade_files import read_gmo_trades
 from trading_engine.adapters.sql.strategy_tables import PostgresStrategyTables, SqliteStrategyTables
-from trading_engine.app.backtest.bars import (
+from trading_engine.app.backtest.bars import BarBacktest
+from trading_engine.app.backtest.rig import (
     ALL_IN,
-    BarBacktest,
+    BacktestRig,
     EquitySizer,
     HeldSignals,
     Marks,
@@ -96,6 +97,21 @@ class _BacktestWiring:
     parameters: dict[str, Any]
     signals: SignalsKeptUntilEnd
     log_target: EventSourcedStore | None = None  # where the run's log goes when it closes
+
+    def rig(self, cash: Decimal) -> BacktestRig:
+        """What a driver runs: the loops, the exchange, the clock, the store, the marks."""
+        return BacktestRig(
+            strategy=self.strategy,
+            held=self.held,
+            execution=self.execution,
+            market=self.exchange,
+            clock=self.clock,
+            store=self.store,
+            marks=self.marks,
+            cash=cash,
+            exchange=str(self.exchange.name),
+            parameters=self.parameters,
+        )
 
     def close(self) -> None:
         """Write the run's signals and append its log to its database (one transaction per
@@ -282,19 +298,7 @@ def bar_backtest(
         fill_rule="next bar open",
         fill_market_at="next_trade",
     )
-    backtest = BarBacktest(
-        bars,
-        strategy=wiring.strategy,
-        held=wiring.held,
-        execution=wiring.execution,
-        market=wiring.exchange,
-        clock=wiring.clock,
-        store=wiring.store,
-        marks=wiring.marks,
-        cash=options.cash,
-        exchange=str(wiring.exchange.name),
-        parameters=wiring.parameters,
-    )
+    backtest = BarBacktest(bars, wiring.rig(options.cash))
     return backtest, wiring.close
 
 
@@ -325,20 +329,7 @@ def trade_backtest(
         fill_market_at="next_trade",
         log=log,
     )
-    backtest = TradeBacktest(
-        trades,
-        timeframe=timeframe,
-        strategy=wiring.strategy,
-        held=wiring.held,
-        execution=wiring.execution,
-        market=wiring.exchange,
-        clock=wiring.clock,
-        store=wiring.store,
-        marks=wiring.marks,
-        cash=options.cash,
-        exchange=venue,
-        parameters=wiring.parameters,
-    )
+    backtest = TradeBacktest(trades, timeframe, wiring.rig(options.cash))
     return backtest, wiring.close
 
 
