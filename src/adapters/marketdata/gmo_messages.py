@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from trading_engine.adapters.marketdata.stream_group import Malformed, reason_kind  # noqa: F401
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
 from trading_engine.domain.values import Exchange, Symbol, decimal_of
@@ -39,21 +40,8 @@ _TIMESTAMP_RE = re.compile(
 )
 
 
-class MalformedEntry(ValueError):
-    """An entry that cannot be a market event. `reason` is `<kind>: <detail>`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def kind(self) -> str:
-        """The reason's prefix (`bad-json`, `wrong-channel`, ...): what stats count by."""
-        return reason_kind(self.reason)
-
-
-def reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0].strip()
+class MalformedEntry(Malformed):
+    """An entry that cannot be a market event."""
 
 
 # ----- parsing ------------------------------------------------------------------------------

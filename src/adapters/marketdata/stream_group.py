@@ -19,12 +19,30 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from trading_engine.adapters.marketdata.gmo_messages import reason_kind
 from trading_engine.ports.market_data import MarketEntry, SourceStats
 
 T = TypeVar("T")
 E = TypeVar("E")
 log = logging.getLogger("trading_engine.streams")
+
+
+def reason_kind(reason: str) -> str:
+    """`<kind>: <detail>` -> `<kind>` (`bad-json`, `wrong-channel`, ...): what stats count by."""
+    return reason.split(":", 1)[0].strip()
+
+
+class Malformed(ValueError):
+    """An entry that cannot be read (a market event, a signal). `reason` is
+    `<kind>: <detail>`; the entry goes to the dead-letter stream with it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def kind(self) -> str:
+        return reason_kind(self.reason)
+
 
 RawEntry = tuple[str, str, Mapping[Any, Any]]
 """(stream, entry id, fields) as a transport returns it; empty fields = a deleted entry."""

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from trading_engine.adapters.marketdata.stream_group import Malformed
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.models import Signal
 from trading_engine.domain.values import Exchange, Symbol
@@ -45,16 +46,8 @@ _REQUIRED = (
 )
 
 
-class MalformedSignal(ValueError):
-    """A document or entry that cannot be a Signal. `reason` is `<kind>: <detail>`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def kind(self) -> str:
-        return self.reason.split(":", 1)[0].strip()
+class MalformedSignal(Malformed):
+    """A document or entry that cannot be a Signal."""
 
 
 def _default(value: Any) -> Any:

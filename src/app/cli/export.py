@@ -19,6 +19,7 @@ from trading_engine.app.cli.options import DatabaseOption
 if TYPE_CHECKING:
     from trading_engine.app.reporting.log_exports import ExportFilter
     from trading_engine.domain.tax import Method
+    from trading_engine.ports.event_store import EventStore
 
 export_cli = typer.Typer(help="Documents exported from the event log.", no_args_is_help=True)
 
@@ -68,6 +69,21 @@ def _database_url(database_url: str | None) -> str:
         raise fail(str(error)) from None
 
 
+def _open_store(url: str) -> EventStore:
+    """The event store at `url`; a bad URL exits 2, one that cannot be opened 1."""
+    import psycopg
+
+    from trading_engine.app.bootstrap.databases import open_event_store
+    from trading_engine.app.runtime.config import ConfigError
+
+    try:
+        return open_event_store(url)
+    except ConfigError as error:
+        raise fail(str(error)) from None
+    except (OSError, psycopg.Error) as error:
+        raise fail(f"cannot open the event store: {error}", code=1) from None
+
+
 @export_cli.command("tax")
 def tax(
     year: Annotated[str, typer.Option("--year", help="JST calendar year, e.g. 2026.")],
@@ -101,7 +117,6 @@ def tax(
     """
     import psycopg
 
-    from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.reporting.log_exports import ExportFilter
     from trading_engine.app.reporting.tax_export import (
         FORMATS,
@@ -109,7 +124,6 @@ def tax(
         tax_report,
         write_report,
     )
-    from trading_engine.app.runtime.config import ConfigError
 
     # Every argument is checked before anything is opened.
     tax_year = _year(year)
@@ -117,12 +131,7 @@ def tax(
     if fmt not in FORMATS:
         raise fail(f"invalid --format {fmt!r}: expected {'|'.join(FORMATS)}")
     url = _database_url(database_url)
-    try:
-        store = open_event_store(url)
-    except ConfigError as error:
-        raise fail(str(error)) from None
-    except (OSError, psycopg.Error) as error:
-        raise fail(f"cannot open the event store: {error}", code=1) from None
+    store = _open_store(url)
     covered = ExportFilter(exchange=exchange, symbol=symbol, include_simulated=include_simulated)
     try:
         head = store.chain_head()  # first: the report covers at least up to this head
@@ -267,11 +276,9 @@ def _log_export(
 ) -> None:
     import psycopg
 
-    from trading_engine.app.bootstrap.databases import open_event_store
     from trading_engine.app.reporting.export_files import FORMATS as EXPORT_FORMATS
     from trading_engine.app.reporting.export_files import write_export
     from trading_engine.app.reporting.log_exports import KINDS, ExportFilter
-    from trading_engine.app.runtime.config import ConfigError
 
     # Everything is checked before anything is opened or written.
     if fmt not in EXPORT_FORMATS:
@@ -282,12 +289,7 @@ def _log_export(
     if keep.start and keep.end and keep.start >= keep.end:
         raise fail("--from must be before --to")
     url = _database_url(database_url)
-    try:
-        store = open_event_store(url)
-    except ConfigError as error:
-        raise fail(str(error)) from None
-    except (OSError, psycopg.Error) as error:
-        raise fail(f"cannot open the event store: {error}", code=1) from None
+    store = _open_store(url)
     columns, rows_of = KINDS[kind]
     try:
         head = store.chain_head()
