@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trading_engine.adapters.brokers.simulated import SimulatedExchange
 from trading_engine.adapters.clocks.manual import ManualClock
@@ -55,12 +55,6 @@ from trading_engine.domain.values import (
     Timeframe,
 )
 from trading_engine.ports.event_store import EventStore
-
-# The exchange clients, Redis, what only PostgreSQL uses, the health endpoint and the bar
-# file reader (pandas) are imported by the functions that use them: a command loads what
-# it uses, and `backtest`, `export` or `audit` no exchange client and no Redis (issue 16).
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trading_engine.adapters.brokers.simulated import SimulatedExchange
 from trading_engine.adapters.clocks.system import SystemClock
@@ -31,12 +31,6 @@ from trading_engine.ports.change_watch import ChangeWatch
 from trading_engine.ports.clock import Clock
 from trading_engine.ports.event_store import EventStore
 from trading_engine.ports.signal_bus import SignalSubscriber
-
-# The exchange clients, Redis, what only PostgreSQL uses, the health endpoint and the bar
-# file reader (pandas) are imported by the functions that use them: a command loads what
-# it uses, and `backtest`, `export` or `audit` no exchange client and no Redis (issue 16).
-if TYPE_CHECKING:
-    pass
 
 
 def open_broker(settings: Settings) -> Broker:

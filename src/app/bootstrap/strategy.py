@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trading_engine.adapters.clocks.system import SystemClock
 from trading_engine.adapters.marketdata.gmo_messages import entry_fields
@@ -23,13 +23,6 @@ from trading_engine.domain.values import (
     Timeframe,
 )
 from trading_engine.ports.clock import Clock
-
-# The exchange clients, Redis, what only PostgreSQL uses, the health endpoint and the bar
-# file reader (pandas) are imported by the functions that use them: a command loads what
-# it uses, and `backtest`, `export` or `audit` no exchange client and no Redis (issue 16).
-if TYPE_CHECKING:
-    pass
-
 
 STRATEGY_GROUP = "trading-engine-strategy"
 

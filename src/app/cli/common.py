@@ -7,6 +7,7 @@ Only typer and rich are imported here: `--help` of any command loads nothing of 
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
     from trading_engine.app.runtime.config import Settings
 
+# Wide enough for the audit tables when output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 150)
 errors = Console(stderr=True)
 
 

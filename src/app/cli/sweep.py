@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from trading_engine.app.cli.backtest import SHOWN, _number, parse_params
-from trading_engine.app.cli.common import errors, fail, progress
+from trading_engine.app.cli.common import console, errors, fail, progress
 from trading_engine.app.cli.options import (
     RUN_STORE,
     CashOption,
@@ -32,7 +30,6 @@ from trading_engine.app.cli.options import (
 from trading_engine.files import write_atomically
 
 # The engine's modules are imported by the command: `--help` loads none.
-console = Console(width=None if sys.stdout.isatty() else 150)  # wide in a CI log too
 
 
 def parse_axes(specs: list[str]) -> dict[str, list[Any]]:
