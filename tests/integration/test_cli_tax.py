@@ -20,7 +20,8 @@ from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 from trading_engine.app.execution.orders import OrderService
 from trading_engine.domain.models import Execution, Signal
-from trading_engine.domain.tax import TaxFill, tax_report
+from trading_engine.domain.tax import tax_report
+from trading_engine.domain.tax_report import TaxFill
 
 D = Decimal
 

@@ -14,15 +14,8 @@ import pytest
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.models import Execution
 from trading_engine.domain.position import Position
-from trading_engine.domain.tax import (
-    Holding,
-    Method,
-    TaxFill,
-    jst_year,
-    moving_average,
-    tax_report,
-    total_average,
-)
+from trading_engine.domain.tax import moving_average, tax_report, total_average
+from trading_engine.domain.tax_report import Holding, Method, TaxFill, jst_year
 
 D = Decimal
 

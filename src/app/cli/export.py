@@ -18,7 +18,7 @@ from trading_engine.app.cli.options import DatabaseOption
 # The engine's modules are imported by the commands that use them: `--help` loads none.
 if TYPE_CHECKING:
     from trading_engine.app.reporting.log_exports import ExportFilter
-    from trading_engine.domain.tax import Method
+    from trading_engine.domain.tax_report import Method
     from trading_engine.ports.event_store import EventStore
 
 export_cli = typer.Typer(help="Documents exported from the event log.", no_args_is_help=True)
@@ -46,7 +46,7 @@ def _year(value: str) -> int:
 
 def _method(value: str) -> Method:
     from trading_engine.domain.errors import InvalidValue
-    from trading_engine.domain.tax import Method
+    from trading_engine.domain.tax_report import Method
 
     try:
         return Method.parse(value)
@@ -180,7 +180,7 @@ def _reconcile(
     from trading_engine.app.reporting.log_exports import ExportFilter
     from trading_engine.app.reporting.tax_check import reconcile
     from trading_engine.app.reporting.tax_export import tax_report
-    from trading_engine.domain.tax import Method
+    from trading_engine.domain.tax_report import Method
 
     moving = report
     if report.method is not Method.MOVING_AVERAGE:

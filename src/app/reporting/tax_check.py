@@ -20,7 +20,7 @@ from typing import Any
 
 from trading_engine.app.reporting.log_exports import ExportFilter, executions
 from trading_engine.domain.position import Position
-from trading_engine.domain.tax import jst_year
+from trading_engine.domain.tax_report import jst_year
 from trading_engine.domain.values import ZERO, Side
 from trading_engine.ports.event_store import EventStore
 

@@ -20,12 +20,12 @@ import orjson
 
 from trading_engine.app.reporting.log_exports import ExportFilter
 from trading_engine.domain.position import Position
-from trading_engine.domain.tax import (
+from trading_engine.domain.tax import TaxBook
+from trading_engine.domain.tax_report import (
     JST,
     Holding,
     Method,
     SymbolReport,
-    TaxBook,
     TaxFill,
     TaxReport,
     Totals,
