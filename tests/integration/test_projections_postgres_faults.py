@@ -4,10 +4,8 @@ the LISTEN connection dropped."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,13 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from support.cli import COMMAND, run_cli
 from support.projection_rig import Rig, postgres_rig, trade
-from trading_engine.adapters.projections.postgres import PostgresLogWatcher
+from trading_engine.adapters.projections.postgres_watcher import PostgresLogWatcher
 from trading_engine.app.projections.runner import follow_all, rebuild
 from trading_engine.app.projections.tables import OrdersProjection, PositionsProjection
 
 pytestmark = pytest.mark.postgres
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 TABLES = ("orders", "executions", "positions")
 
 
@@ -67,15 +65,7 @@ def test_killing_the_projection_process_mid_batch_then_resuming_equals_a_rebuild
         if rig.store.position("orders") < head:
             kills += 1
     assert kills >= 2  # most kills landed before the end: mid-run, mostly mid-transaction
-    finished = subprocess.run(
-        [COMMAND, "projections", "run", "--once"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    finished = run_cli("projections", "run", "--once", env=env, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
     assert rig.store.position("orders") == rig.store.position("positions") == head
     resumed = {table: rig.store.rows(table) for table in TABLES}

@@ -12,7 +12,6 @@ the old ones' index, constraint and sequence names, so later migrations find wha
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
 from trading_engine.adapters.eventstore.application import EventSourcedStore
-from trading_engine.adapters.eventstore.postgres import connection_string, postgres_env
+from trading_engine.adapters.eventstore.postgres import postgres_env
 from trading_engine.adapters.eventstore.postgres_recorder import GaplessPostgresApplicationRecorder
 from trading_engine.adapters.projections.log_stream import log_pages
 from trading_engine.adapters.projections.row_sql import batches, by_table
@@ -471,41 +470,3 @@ def open_log_for_reading(env: dict[str, str]) -> EventSourcedStore:
     """The event store another process has open (its settings), without creating anything:
     a rebuild's helper process reads the log and loads aggregates from it, nothing more."""
     return EventSourcedStore({**env, "CREATE_TABLE": "n"})
-
-
-class PostgresLogWatcher:
-    """LISTEN on the event table's channel (the library NOTIFYs it on every insert), on a
-    connection of its own. A notification can be lost (the connection dropped, a pooler in
-    between), so `wait` always returns by its timeout, and a broken connection is reopened on
-    the next call rather than ending the watch."""
-
-    def __init__(self, database_url: str, channel: str = "ledger_events") -> None:
-        self._conninfo = connection_string(postgres_env(database_url))
-        self._channel = channel
-        self._conn: psycopg.Connection | None = None
-
-    def _connect(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self._conninfo, autocommit=True)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-            self._conn = conn
-        return self._conn
-
-    @property
-    def backend_pid(self) -> int | None:
-        """The server process of the LISTEN connection (what an operator would terminate)."""
-        return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
-
-    def wait(self, timeout: float) -> bool:
-        try:
-            for _ in self._connect().notifies(timeout=timeout, stop_after=1):
-                return True
-        except psycopg.OperationalError:
-            self.close()  # reopened, and LISTENed again, on the next wait
-        return False
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None

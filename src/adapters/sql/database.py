@@ -124,7 +124,7 @@ class Database:
         they poll."""
         if self.kind != "postgres":
             return None
-        from trading_engine.adapters.projections.postgres import PostgresLogWatcher
+        from trading_engine.adapters.projections.postgres_watcher import PostgresLogWatcher
 
         return PostgresLogWatcher(self.url)
 
