@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from support.cli import COMMAND, run_cli
 from support.engine_output import EngineProcess
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.projections.postgres import postgres_projection_store
@@ -29,7 +27,6 @@ from trading_engine.domain.values import OrderStatus
 from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 
 
 @pytest.fixture
@@ -105,40 +102,24 @@ def test_run_executes_signals_from_redis_and_stops_cleanly_on_sigterm(
         store.close()
 
     # the kill switch, from another command: the state is in the event store
-    halted = subprocess.run(
-        [COMMAND, "risk", "halt", "--reason", "desk says stop"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    halted = run_cli("risk", "halt", "--reason", "desk says stop", env=env, cwd=tmp_path)
     assert halted.returncode == 0, halted.stderr
     assert "HALTED (desk says stop)" in halted.stdout
-    status = subprocess.run(
-        [COMMAND, "risk", "status"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    status = run_cli("risk", "status", env=env, cwd=tmp_path)
     assert "HALTED" in status.stdout
 
 
 def test_run_refuses_execution_without_credentials(tmp_path: Path, redis_url: str) -> None:
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("API_KEY", "API_SECRET")},
+        "API_KEY": None,
+        "API_SECRET": None,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'e.sqlite3'}",
         "REDIS_URL": redis_url,
         "ENABLE_STRATEGY": "false",
         "ENABLE_EXECUTION": "true",
     }
-    result = subprocess.run(
-        [COMMAND, "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    # `run` is the service: its own process, as it always is
+    result = run_cli("run", env=env, cwd=tmp_path, process=True, timeout=60)
     assert result.returncode == 2
     assert "API_KEY and API_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
@@ -188,15 +169,7 @@ def test_run_with_both_modules_in_one_process(
     client = redis.Redis.from_url(redis_url)
     stream = f"{redis_prefix}signal:gmo"
     try:
-        replay = subprocess.run(
-            [COMMAND, "replay", "--synthetic", "800", "--seed", "3"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        replay = run_cli("replay", "--synthetic", "800", "--seed", "3", env=env, cwd=tmp_path)
         assert replay.returncode == 0, replay.stderr
         deadline = time.monotonic() + 90
         signals = 0

@@ -17,7 +17,6 @@ final) before the next, so every step has one expected outcome. After a SIGTERM 
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,9 @@ import httpx
 import pytest
 import redis
 
-from support.engine_process import COMMAND, EngineProcess, engine_env, free_port, wait_until
+from support.cli import run_cli
+from support.engine_process import EngineProcess, engine_env, wait_until
+from support.private_servers import free_port
 from support.projection_rig import Rig, postgres_rig
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
 from trading_engine.app.execution.reconciliation import orders_in_log
@@ -363,14 +364,7 @@ def check_outcome(
     assert not standin._faults, f"faults never hit: {standin._faults}\n{context}"
     # (d) the live tables equal a rebuild from the log
     live = {name: table(rig, name) for name in ("orders", "executions", "positions")}
-    rebuilt = subprocess.run(
-        [COMMAND, "projections", "rebuild", "--database-url", rig.database_url],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    rebuilt = run_cli("projections", "rebuild", "--database-url", rig.database_url, cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert {name: table(rig, name) for name in live} == live, context
     return figures

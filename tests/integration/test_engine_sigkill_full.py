@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ import orjson
 import pytest
 import redis
 
+from support.cli import COMMAND, run_cli
 from support.reference_run import (
     Reference,
     assert_tables_equal,
@@ -43,7 +42,6 @@ from trading_engine.domain.signal_decision import decision_id_for
 from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 EXECUTION_GROUP = "trading-engine-execution"
 KILLS = 12
 AIMED = {2, 6, 10}  # rounds whose kill lands between "placed at the exchange" and "answer stored"
@@ -320,14 +318,7 @@ def check_projections_equal_a_rebuild(database_url: str, tmp_path: Path, orders:
     finally:
         store.close()
     assert len(live["orders"]) == orders
-    rebuilt = subprocess.run(
-        [COMMAND, "projections", "rebuild", "all", "--database-url", database_url],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    rebuilt = run_cli("projections", "rebuild", "all", "--database-url", database_url, cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     store = postgres_projection_store(database_url)
     try:

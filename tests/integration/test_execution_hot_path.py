@@ -11,10 +11,6 @@ trips are counted on its connections (adapters/eventstore/round_trips.py).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from support.cli import run_cli
 from trading_engine.adapters.brokers.gmo import GmoBroker
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.round_trips import RoundTrips, count_round_trips
@@ -46,7 +43,6 @@ from trading_engine.domain.values import OrderStatus
 from trading_engine.ports.broker import OrderRequest
 from trading_engine_standins.gmo import GmoStandIn
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 _n = iter(range(1_000_000))
 
 
@@ -153,18 +149,15 @@ def rig(backend: Backend, standin: GmoStandIn) -> Iterator[Rig]:
 
 
 def risk(backend: Backend, tmp_path: Path, command: str) -> str:
-    """`trading-engine risk COMMAND` in a process of its own, as an operator runs it."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    url = backend.database_url
-    done = subprocess.run(
-        [COMMAND, "risk", command, "--reason", "desk says so", "--database-url", url],
-        env=env,
+    """`trading-engine risk COMMAND` in a process of its own, as an operator runs it: the
+    halt must reach the loop from another process (process=True, never in this one)."""
+    done = run_cli(
+        "risk", command, "--reason", "desk says so", "--database-url", backend.database_url,
+        env={"DATABASE_URL": None},
         cwd=tmp_path,  # no .env of the checkout
-        capture_output=True,
-        text=True,
+        process=True,
         timeout=120,
-        check=False,
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -20,7 +20,8 @@ import orjson
 import pytest
 import redis
 
-from support.engine_process import COMMAND, wait_until
+from support.cli import COMMAND
+from support.engine_process import wait_until
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
 from trading_engine.domain.models import Signal

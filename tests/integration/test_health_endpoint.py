@@ -4,10 +4,7 @@ and readiness turning false when a check fails."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -15,18 +12,12 @@ import httpx
 import orjson
 import pytest
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
+from support.private_servers import free_port
 from trading_engine.adapters.http.health_server import HealthServer
 from trading_engine.app.runtime.health import Readiness
 from trading_engine.ports.health import Sample
-
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.postgres

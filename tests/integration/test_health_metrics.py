@@ -6,10 +6,7 @@ and errors by code (the GMO stand-in answering an error)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +18,9 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
+from support.private_servers import free_port
 from trading_engine.adapters.http.health_server import HealthServer
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP, RedisSignalPublisher
 from trading_engine.app.bootstrap.execution import live_execution_loop
@@ -32,14 +31,7 @@ from trading_engine.domain.models import Signal
 from trading_engine.ports.health import Sample
 from trading_engine_standins.gmo import GmoStandIn
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(base: str) -> Series:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from support.cli import COMMAND, run_cli
 from support.engine_output import EngineProcess
-from support.engine_process import run_command
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.eventstore.sqlite import sqlite_event_store
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
@@ -30,7 +27,6 @@ from trading_engine.domain.order import Order
 from trading_engine.domain.signal_decision import SignalDecision
 
 pytestmark = pytest.mark.postgres
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 STRATEGY = {
     "STRATEGY_NAME": "moving_average_cross",
     "MA_FAST_WINDOW": "5",
@@ -112,15 +108,7 @@ def test_live_and_backtest_give_the_same_signals_and_orders(
         # Paced at 1,000× the market's time (30,000 trades, ~4 h, in ~15 s): live, an order
         # fills at a trade that arrives after it; unpaced, the strategy would have shown the
         # exchange every trade before the first order left, and no order would ever fill.
-        replay = subprocess.run(
-            [COMMAND, "replay", "--file", str(trades_file), "--speed", "1000"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        replay = run_cli("replay", "--file", trades_file, "--speed", "1000", env=env, cwd=tmp_path)
         assert replay.returncode == 0, replay.stderr
         signals_stream = f"{redis_prefix}signal:gmo"
 
@@ -160,41 +148,34 @@ def test_live_and_backtest_give_the_same_signals_and_orders(
         live_store.close()
     # Paper trading records under its own venue, which exports for taxes leave out.
     assert venues == {"paper_gmo"}
-    tax = run_command(
+    tax = run_cli(
         "export", "tax", "--year", "2025", "--method", "moving-average", env=env, cwd=tmp_path
     )
     assert tax.returncode == 0, tax.stderr
     document = json.loads(tax.stdout)
     assert (document["trades"], document["simulated_left_out"]) == (0, ["paper_gmo"])
 
-    backtest = subprocess.run(
-        [
-            COMMAND,
-            "backtest",
-            "--trades",
-            str(trades_file),
-            "--timeframe",
-            "1m",
-            "--strategy",
-            "moving_average_cross",
-            "--param",
-            "fast_window=5",
-            "--param",
-            "slow_window=20",
-            "--no-shorting",
-            "--size",
-            "0.01",
-            "--cash",
-            "1000000000",
-            "--out",
-            "bt",
-        ],
-        env={k: v for k, v in env.items() if k != "DATABASE_URL"},
+    backtest = run_cli(
+        "backtest",
+        "--trades",
+        trades_file,
+        "--timeframe",
+        "1m",
+        "--strategy",
+        "moving_average_cross",
+        "--param",
+        "fast_window=5",
+        "--param",
+        "slow_window=20",
+        "--no-shorting",
+        "--size",
+        "0.01",
+        "--cash",
+        "1000000000",
+        "--out",
+        "bt",
+        env={**env, "DATABASE_URL": None},
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     assert backtest.returncode == 0, backtest.stderr[-3000:]
     store = sqlite_event_store(tmp_path / "bt" / "events.sqlite3")

@@ -29,8 +29,9 @@ import pytest
 import redis
 from psycopg import sql
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
-from support.engine_process import COMMAND, wait_until
+from support.engine_process import wait_until
 from support.strategy_engine import (
     private_schemas,
     stop_for_report,

@@ -19,8 +19,9 @@ import pytest
 import redis
 from psycopg import sql
 
+from support.cli import COMMAND, run_cli
 from support.engine_output import EngineProcess
-from support.engine_process import COMMAND, run_command, wait_until
+from support.engine_process import wait_until
 from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
@@ -82,7 +83,7 @@ def test_trades_a_year_apart_on_1s_bars_take_bounded_memory_and_stop_promptly(
         "LOG_LEVEL": "WARNING",
     }
     (tmp_path / "trades.csv").write_text(TRADES)
-    replay = run_command("replay", "--file", "trades.csv", env=env, cwd=tmp_path)
+    replay = run_cli("replay", "--file", "trades.csv", env=env, cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr
     client = redis.Redis.from_url(redis_url)
     engine = EngineProcess([COMMAND, "run"], env=env, cwd=tmp_path)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +25,8 @@ import orjson
 import pytest
 import redis
 
-from support.engine_process import free_port
+from support.cli import COMMAND
+from support.private_servers import free_port
 from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
 from trading_engine.adapters.marketdata.gmo_messages import (
     entry_fields,
@@ -39,7 +38,6 @@ from trading_engine.adapters.sql.connections import connect_postgres
 from trading_engine.app.bootstrap.strategy import STRATEGY_GROUP
 
 pytestmark = pytest.mark.postgres
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 # A past day: bars close on later trades (the feed's clock gets an hour of grace), so the
 # result cannot depend on timing.
 START = datetime(2025, 3, 3, tzinfo=UTC)

@@ -24,7 +24,8 @@ import orjson
 import pytest
 import redis
 
-from support.engine_process import COMMAND, wait_until
+from support.cli import COMMAND
+from support.engine_process import wait_until
 from support.private_servers import PrivatePostgres, PrivateRedis, free_port
 from support.reference_run import assert_tables_equal, uninterrupted_run
 from trading_engine.adapters.eventstore.postgres import postgres_event_store

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,12 +19,12 @@ import orjson
 import pytest
 import redis
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
 from support.reference_run import assert_tables_equal, open_bar_trades, uninterrupted_run
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KILLS = 6
 # Trades of a past day: bars close on later trades (the feed's clock gets an hour of grace),

@@ -22,8 +22,9 @@ import pytest
 import redis
 from psycopg import sql
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
-from support.engine_process import COMMAND, wait_until
+from support.engine_process import wait_until
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine_standins.gmo import GmoStandIn

@@ -111,8 +111,8 @@ def run_cli(
         return CliResult(argv, done.returncode, done.stdout, done.stderr, in_process=False)
     if argv[:1] and argv[0] in PROCESS_ONLY_COMMANDS:
         raise ValueError(f"`trading-engine {argv[0]}` needs a process of its own: process=True")
-    for name in env or {}:
-        if name.startswith(PROCESS_ONLY_VARIABLES):
+    for name, value in (env or {}).items():
+        if name.startswith(PROCESS_ONLY_VARIABLES) and value != os.environ.get(name):
             raise ValueError(f"{name} acts only when a process starts: run_cli(..., process=True)")
     return _in_process(argv, Path(cwd), env or {})
 

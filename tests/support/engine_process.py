@@ -9,11 +9,8 @@ would fill up and block the engine's logging).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,30 +18,8 @@ from pathlib import Path
 import orjson
 import redis
 
+from support.cli import COMMAND
 from trading_engine.adapters.signals.redis_bus import EXECUTION_GROUP
-
-COMMAND = shutil.which("trading-engine") or str(Path(sys.executable).with_name("trading-engine"))
-
-
-def run_command(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """`trading-engine ARGS...` to its end, its output captured as text."""
-    return subprocess.run(
-        [COMMAND, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(
