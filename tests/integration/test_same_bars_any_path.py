@@ -1,20 +1,43 @@
 """Same bars whatever the path (issue 14): a trades file replayed at full speed into a running
-engine, replayed at 60× into another, and simulated in-process, give identical `ohlcv` rows
-(every timeframe) and identical signals, through real Redis and PostgreSQL.
+engine, replayed paced (at a multiple of real time) into another, and simulated in-process,
+give identical `ohlcv` rows (every timeframe) and identical signals, through real Redis and
+PostgreSQL.
 
 The data is not made to suit the engine: the bundled sample (2025, three hours, a trade every
-half second on average) and a generated file of another year with a 20-minute silence in the
-middle and bursts of trades in the same millisecond. Before issue 14 the engine closed bars by
-the host's clock: the sample replayed into `run` closed no bar and grew past 4.8 GB.
+half second on average, with five silences of 4 to 7.5 minutes) and a generated file of
+another year with a 20-minute silence in the middle and bursts of trades in the same
+millisecond. Before issue 14 the engine closed bars by the host's clock: the sample replayed
+into `run` closed no bar and grew past 4.8 GB.
+
+What pacing adds to the full-speed replay is wall time between trades: when trading goes
+quiet, the engine closes bars by the feed's clock (the last trade's time plus the wall time
+since it arrived, less a 2 s grace), before the next trade; those bars must equal the ones the
+next trade closes on the other paths. A silence closes bars that way only if it lasts longer
+than the grace in wall time, so the pace and the stretch paced are chosen around the files'
+longest silences, not their length (the whole sample at 60x took three minutes):
+
+- the bundled sample: its first 40 minutes, paced at 60x (40 s): the 7.5-minute silence at
+  21:24 lasts 7.6 s of wall time, as it did when the whole sample was paced at 60x;
+- the generated file: whole, paced at 120x (42 s): its 20-minute silence lasts 10 s of wall
+  time, long enough for the feed's clock to close the last trade's 1s, 1m and 5m bars (they
+  end 6.9 s after it; 8.9 s with the grace) before the next trade comes.
+
+A paced stretch that is the head of a file gives the same bars, before its last trade's, as
+the whole file (a bar holds the trades of its own span, a signal is decided on the bars up to
+its own), so the paced run is compared with the whole file's `simulate` up to the head's last
+trade. The test also checks, on the paced stream's entry ids, that the silence did last that
+long in wall time: without pacing it would prove nothing more than the full-speed run.
 
 The engines keep their last bars open when the data ends (a live engine cannot know the feed
-is over), so the comparison covers every bar before the last trade's, in every timeframe.
+is over), so each comparison covers every bar before the last trade's, in every timeframe.
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,8 +47,9 @@ import pytest
 import redis
 from psycopg import sql
 
+from support.cli import COMMAND
 from support.engine_output import EngineProcess
-from support.engine_process import COMMAND, wait_until
+from support.engine_process import wait_until
 from support.strategy_engine import (
     private_schemas,
     stop_for_report,
@@ -102,14 +126,51 @@ def bars_and_signals(pg_url: str, schema: str, last: datetime) -> tuple[dict, li
     return bars, signals
 
 
-class ThreePaths:
-    """One file down the three paths at once: `simulate`, and two engines fed by `replay`
-    at full speed and at 60×; each with its own schema and streams."""
+@dataclass(frozen=True)
+class Pacing:
+    """The paced path: the file's trades before `until` (None: all of them), at `speed`x."""
 
-    def __init__(self, file: Path, schemas: list[str], pg_url, redis_url, prefix, cwd: Path):
+    speed: int
+    until: datetime | None = None
+
+
+PACING = {
+    "bundled sample": Pacing(60, until=datetime(2025, 7, 1, 21, 40, tzinfo=UTC)),
+    "generated 2024 file": Pacing(120),
+}
+
+
+def longest_gap(times: list[datetime]) -> float:
+    return max((b - a).total_seconds() for a, b in itertools.pairwise(times))
+
+
+def longest_wall_gap(client: redis.Redis, stream: str) -> float:
+    """The longest wait, in seconds of wall time, between two entries of `stream` (entry ids
+    are Redis's clock in milliseconds when the entry was added)."""
+    added = [int(entry_id.split(b"-")[0]) for entry_id, _ in client.xrange(stream)]
+    return max(b - a for a, b in itertools.pairwise(added)) / 1000
+
+
+class ThreePaths:
+    """One file down the three paths at once: `simulate`, and two engines fed by `replay`,
+    one at full speed, one paced (see `Pacing`); each with its own schema and streams."""
+
+    def __init__(self, name: str, file: Path, schemas: list[str], pg_url, redis_url, prefix, cwd):
         self.file, self.schemas, self.pg_url, self.prefix = file, schemas, pg_url, prefix
         self.trades = list(read_gmo_trades(file))
-        self.last = max(t.timestamp for t in self.trades)
+        times = [t.timestamp for t in self.trades]
+        assert times == sorted(times)  # so the trades before a time are the head of the file
+        self.last = times[-1]
+        self.pacing = PACING[name]
+        until = self.pacing.until
+        self.head = [t for t in self.trades if until is None or t.timestamp < until]
+        paced_file = file
+        if until is not None:
+            paced_file = cwd / f"{file.name}.head.csv"
+            write_gmo_trades(paced_file, self.head)
+        self.head_last = self.head[-1].timestamp
+        self.silence = longest_gap([t.timestamp for t in self.head])
+        self.wall_silence = 0.0
         names = ("simulate", "fast", "paced")
         self.env = {
             name: environment(pg_url, schema, redis_url, f"{prefix}{name}:")
@@ -129,9 +190,20 @@ class ThreePaths:
             cwd=cwd,
         )
         self.replays = {
-            name: cli("replay", "--file", str(file), "--speed", speed, env=self.env[name], cwd=cwd)
-            for name, speed in (("fast", "0"), ("paced", "60"))
+            "fast": cli(
+                "replay", "--file", str(file), "--speed", "0", env=self.env["fast"], cwd=cwd
+            ),
+            "paced": cli(
+                "replay",
+                "--file",
+                str(paced_file),
+                "--speed",
+                str(self.pacing.speed),
+                env=self.env["paced"],
+                cwd=cwd,
+            ),
         }
+        self.published = {"fast": len(self.trades), "paced": len(self.head)}
         self.reports: dict[str, dict] = {}
 
     def finish(self, client: redis.Redis) -> None:
@@ -139,29 +211,42 @@ class ThreePaths:
         for name, replay in self.replays.items():
             assert replay.wait(timeout=600) == 0, replay.stderr.read().decode()
             stream = f"{self.prefix}{name}:md:trade"
-            assert client.xlen(stream) == len(self.trades)
+            assert client.xlen(stream) == self.published[name]
             wait_until(
                 lambda s=stream: strategy_lag(client, s) == 0, 120, f"{name} engine to read all"
             )
             self.reports[name], _ = stop_for_report(self.engines[name])
+        self.wall_silence = longest_wall_gap(client, f"{self.prefix}paced:md:trade")
 
     def kill(self) -> None:
         for process in [*self.engines.values(), *self.replays.values(), self.simulate]:
             if process.poll() is None:
                 process.kill()
 
-    def check(self) -> tuple[dict[str, int], int]:
+    def check(self) -> tuple[dict[str, int], int, dict[str, int], int]:
         """The same bars and signals on the three paths; returns what was compared."""
         expected = bars_and_signals(self.pg_url, self.schemas[0], self.last)
         counts = {tf: len(rows) for tf, rows in expected[0].items()}
         assert counts["1m"] > 30
         assert expected[1]  # signals to compare
-        for name, schema in zip(("fast", "paced"), self.schemas[1:], strict=True):
-            report = self.reports[name]
-            assert report["trades"] == len(self.trades), name
-            assert (report["late_trades"], report["future_trades"]) == (0, 0), name
-            assert bars_and_signals(self.pg_url, schema, self.last) == expected, name
-        return counts, len(expected[1])
+        fast, paced = self.schemas[1:]
+        report = self.reports["fast"]
+        assert report["trades"] == len(self.trades)
+        assert (report["late_trades"], report["future_trades"]) == (0, 0)
+        assert bars_and_signals(self.pg_url, fast, self.last) == expected
+
+        # the paced head: the silence lasted in wall time what the pace says it should
+        assert self.wall_silence >= 0.9 * self.silence / self.pacing.speed, self.wall_silence
+        assert self.wall_silence > 7  # longer than the grace and the rest of the last bars
+        head = bars_and_signals(self.pg_url, self.schemas[0], self.head_last)
+        head_counts = {tf: len(rows) for tf, rows in head[0].items()}
+        assert head_counts["1m"] > 20
+        assert head[1]  # signals to compare
+        report = self.reports["paced"]
+        assert report["trades"] == len(self.head)
+        assert (report["late_trades"], report["future_trades"]) == (0, 0)
+        assert bars_and_signals(self.pg_url, paced, self.head_last) == head
+        return counts, len(expected[1]), head_counts, len(head[1])
 
 
 def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
@@ -179,7 +264,7 @@ def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
             for n, (data, file) in enumerate(files.items()):
                 three = schemas[3 * n : 3 * n + 3]
                 prefix = f"{redis_prefix}{n}"
-                runs[data] = ThreePaths(file, three, pg_url, redis_url, prefix, tmp_path)
+                runs[data] = ThreePaths(data, file, three, pg_url, redis_url, prefix, tmp_path)
             for run in runs.values():
                 run.finish(client)
         finally:
@@ -188,10 +273,13 @@ def test_replays_at_any_speed_and_simulate_give_the_same_bars_and_signals(
             client.close()
         elapsed = time.monotonic() - started
         for data, run in runs.items():
-            counts, signals = run.check()
+            counts, signals, head_counts, head_signals = run.check()
+            paced = "" if run.pacing.until is None else f" (its first {len(run.head)} trades)"
             print(
                 f"\n{data}: {len(run.trades)} trades; bars before the last {counts} and "
-                f"{signals} signals identical in simulate, replay --speed 0 and --speed 60 "
-                "into run (0 late)"
+                f"{signals} signals identical in simulate and replay --speed 0 into run; "
+                f"paced at {run.pacing.speed}x{paced}: bars {head_counts} and {head_signals} "
+                f"signals identical, its {run.silence:.0f} s silence {run.wall_silence:.1f} s "
+                "of wall time (0 late)"
             )
     print(f"both files, side by side: {elapsed:.0f} s")
