@@ -20,7 +20,11 @@ from typing import Any
 
 import orjson
 
-from trading_engine.adapters.marketdata.stream_group import Malformed, reason_kind  # noqa: F401
+from trading_engine.adapters.marketdata.stream_group import (  # noqa: F401 (reason_kind)
+    Malformed,
+    field_text,
+    reason_kind,
+)
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.market import BookLevel, MarketEvent, OrderBookSnapshot, Ticker, Trade
 from trading_engine.domain.values import Exchange, Symbol, decimal_of
@@ -100,14 +104,7 @@ def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
 
 
 def _text(what: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise MalformedEntry(f"bad-encoding: {what} is not UTF-8 ({error})") from None
-    raise MalformedEntry(f"bad-entry: {what} is a {type(value).__name__}, not text")
+    return field_text(what, value, MalformedEntry)
 
 
 def _exchange(fields: Mapping[str, str], exchanges: Collection[str]) -> Exchange:

@@ -44,6 +44,19 @@ class Malformed(ValueError):
         return reason_kind(self.reason)
 
 
+def field_text(what: str, value: object, malformed: type[Malformed]) -> str:
+    """A field name or value as text: bytes must be UTF-8 (`bad-encoding`), nothing else but
+    text is accepted (`bad-entry`); `malformed` is the kind of entry being read."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise malformed(f"bad-encoding: {what} is not UTF-8 ({error})") from None
+    raise malformed(f"bad-entry: {what} is a {type(value).__name__}, not text")
+
+
 RawEntry = tuple[str, str, Mapping[Any, Any]]
 """(stream, entry id, fields) as a transport returns it; empty fields = a deleted entry."""
 

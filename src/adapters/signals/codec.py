@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from trading_engine.adapters.marketdata.stream_group import Malformed
+from trading_engine.adapters.marketdata.stream_group import Malformed, field_text
 from trading_engine.domain.errors import InvalidValue
 from trading_engine.domain.models import Signal
 from trading_engine.domain.values import Exchange, Symbol
@@ -186,11 +186,4 @@ def parse_signal_entry(fields: Mapping[Any, Any], exchange: Exchange | str) -> S
 
 
 def _text(what: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise MalformedSignal(f"bad-encoding: {what} is not UTF-8 ({error})") from None
-    raise MalformedSignal(f"bad-entry: {what} is a {type(value).__name__}, not text")
+    return field_text(what, value, MalformedSignal)
