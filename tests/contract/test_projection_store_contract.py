@@ -4,25 +4,19 @@ the live tables keep serving, and the swap replaces them whole."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
-from support.projection_rig import Rig, postgres_rig, sqlite_rig
+from support.projection_rig import Rig
 from trading_engine.ports.projections import PositionMoved, ProjectionStoreError, RowChange
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
-    if request.param == "sqlite":
-        made = sqlite_rig(tmp_path)
-    else:
-        made = postgres_rig(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
-    yield made
-    made.close()
+@pytest.fixture
+def rig(projection_rig: Rig) -> Rig:
+    """On SQLite, then on PostgreSQL (tests/conftest.py)."""
+    return projection_rig
 
 
 def position_row(position_id: int, symbol: str, size: str, **extra: object) -> RowChange:

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,11 +30,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="cli-key", api_secret="cli-secret")
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin("cli-key", "cli-secret")
 
 
 def a_signal(signal_id: str) -> Signal:

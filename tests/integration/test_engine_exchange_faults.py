@@ -18,7 +18,7 @@ final) before the next, so every step has one expected outcome. After a SIGTERM 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -164,11 +164,8 @@ SCENARIOS: dict[str, list[Step]] = {
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key=KEY, api_secret=SECRET)
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin(KEY, SECRET)
 
 
 def a_signal(run: str, number: int, action: str, price: Decimal) -> Signal:

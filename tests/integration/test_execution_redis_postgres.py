@@ -3,7 +3,7 @@ PostgreSQL, and the audit trail shows each step."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -31,11 +31,8 @@ def reconciliation_runs(store) -> list:
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="k", api_secret="s")
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin()
 
 
 def test_signal_to_filled_order_over_redis_and_postgres(

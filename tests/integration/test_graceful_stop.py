@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,12 +34,8 @@ MARKET = Decimal(5_000_000)
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="stop-key", api_secret="stop-secret")
-    server.start()
-    server.set_last_price("BTC_JPY", MARKET)
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin("stop-key", "stop-secret", last_price=MARKET)
 
 
 def a_buy_below_the_market(signal_id: str) -> Signal:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -58,11 +58,8 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="metrics-key", api_secret="metrics-secret")
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin("metrics-key", "metrics-secret")
 
 
 def a_signal(signal_id: str, action: str) -> Signal:

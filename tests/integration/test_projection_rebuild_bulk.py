@@ -8,15 +8,14 @@ The log is decoded exactly as the store's mapper decodes it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.projection_rig import Rig, a_signal, postgres_rig, sqlite_rig, trade
+from support.projection_rig import Rig, a_signal, trade
 from trading_engine.adapters.clocks.manual import ManualClock
 from trading_engine.adapters.projections.log_stream import FastDecoder
 from trading_engine.app.execution.orders import OrderService
@@ -30,14 +29,10 @@ TOKYO = timezone(timedelta(hours=9))
 MAKERS: list[Callable[[Any], Projection]] = [OrdersProjection, PositionsProjection]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
-    if request.param == "sqlite":
-        made = sqlite_rig(tmp_path)
-    else:
-        made = postgres_rig(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
-    yield made
-    made.close()
+@pytest.fixture
+def rig(projection_rig: Rig) -> Rig:
+    """On SQLite, then on PostgreSQL (tests/conftest.py)."""
+    return projection_rig
 
 
 def tables(rig: Rig) -> dict[str, list[dict[str, Any]]]:

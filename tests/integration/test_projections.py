@@ -4,15 +4,13 @@ an event that cannot be applied stops the projection at that event until fixed."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from support.projection_rig import Rig, postgres_rig, sqlite_rig, trade
+from support.projection_rig import Rig, trade
 from trading_engine.app.projections.runner import ProjectionFailed, ProjectionRunner, rebuild
 from trading_engine.app.projections.tables import OrdersProjection, PositionsProjection
 from trading_engine.domain.order import Order
@@ -22,14 +20,10 @@ from trading_engine.ports.projections import RowChange
 TABLES = ("orders", "executions", "positions")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
-    if request.param == "sqlite":
-        made = sqlite_rig(tmp_path)
-    else:
-        made = postgres_rig(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
-    yield made
-    made.close()
+@pytest.fixture
+def rig(projection_rig: Rig) -> Rig:
+    """On SQLite, then on PostgreSQL (tests/conftest.py)."""
+    return projection_rig
 
 
 def tables(rig: Rig) -> dict[str, list[dict[str, Any]]]:

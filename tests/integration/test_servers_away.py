@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -113,12 +113,8 @@ def assert_equals_uninterrupted_run(tmp_path: Path, database_url: str, schema: s
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="away-key", api_secret="away-secret")
-    server.start()
-    server.set_last_price("BTC_JPY", TRADES[0].price)
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin("away-key", "away-secret", last_price=TRADES[0].price)
 
 
 def both_modules(standin: GmoStandIn, redis_url: str, database_url: str, port: int) -> dict:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,11 +40,8 @@ START = datetime(2025, 3, 3, tzinfo=UTC)
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key=API_KEY, api_secret=API_SECRET)
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin(API_KEY, API_SECRET)
 
 
 def with_password(pg_url: str, password: str) -> str:

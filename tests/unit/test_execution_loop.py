@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -94,12 +94,8 @@ def test_in_process_twin_with_the_simulated_exchange() -> None:
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="k", api_secret="s")
-    server.rate_limit_per_second = None
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin(rate_limited=False)
 
 
 def gmo_signals(log: InProcessLog) -> InProcessSignalSubscriber:

@@ -4,7 +4,7 @@ the log, the executions export and the tax computation see the acquisition befor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,14 +34,10 @@ SECOND = datetime(2026, 3, 2, 1, 52, 10, 886_000, tzinfo=UTC)
 
 
 @pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[GmoStandIn]:
+def standin(monkeypatch: pytest.MonkeyPatch, gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
     # Every fill of this test happens at the same instant, as two fills of a busy second can.
     monkeypatch.setattr(standin_exchange, "now_utc", lambda: SECOND)
-    server = GmoStandIn(api_key="k", api_secret="s")
-    server.rate_limit_per_second = None
-    server.start()
-    yield server
-    server.stop()
+    return gmo_standin(rate_limited=False)
 
 
 def a_signal(signal_id: str, action: str) -> Signal:

@@ -4,7 +4,7 @@ code mapped, rate limiting, read retries, clock resync, and placements never sen
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,12 +33,8 @@ REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "gmo-ap
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    server = GmoStandIn(api_key="k", api_secret="s")
-    server.rate_limit_per_second = None
-    server.start()
-    yield server
-    server.stop()
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin(rate_limited=False)
 
 
 def broker_for(standin: GmoStandIn, **options: object) -> GmoBroker:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -88,10 +88,8 @@ def ok(answer: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def standin() -> Iterator[GmoStandIn]:
-    with GmoStandIn(api_key=KEY, api_secret=SECRET) as server:
-        server.rate_limit_per_second = None
-        yield server
+def standin(gmo_standin: Callable[..., GmoStandIn]) -> GmoStandIn:
+    return gmo_standin(KEY, SECRET, rate_limited=False)
 
 
 @pytest.fixture
