@@ -17,6 +17,7 @@ import redis
 
 from support.cli import COMMAND, run_cli
 from support.engine_output import EngineProcess
+from support.strategy_engine import strategy_lag
 from trading_engine.adapters.eventstore.postgres import postgres_event_store
 from trading_engine.adapters.projections.postgres import postgres_projection_store
 from trading_engine.adapters.signals.redis_bus import RedisSignalPublisher
@@ -27,6 +28,7 @@ from trading_engine.domain.values import OrderStatus
 from trading_engine_standins.gmo import GmoStandIn
 
 pytestmark = pytest.mark.postgres
+EXECUTION = "trading-engine-execution"
 
 
 @pytest.fixture
@@ -169,14 +171,19 @@ def test_run_with_both_modules_in_one_process(
         replay = run_cli("replay", "--synthetic", "800", "--seed", "3", env=env, cwd=tmp_path)
         assert replay.returncode == 0, replay.stderr
         deadline = time.monotonic() + 90
-        signals = 0
+        signals, before = 0, -1
+        trades = f"{redis_prefix}md:trade"
         while time.monotonic() < deadline:
             signals = client.xlen(stream) if client.exists(stream) else 0
-            if signals and _consumed(client, stream, "trading-engine-execution") == signals:
+            # every trade read (a strategy behind on a loaded machine has more signals to
+            # come), no new signal since the last look, and every signal handled
+            read_all = strategy_lag(client, trades) == 0 and signals == before
+            if read_all and signals and _consumed(client, stream, EXECUTION) == signals:
                 break
+            before = signals
             time.sleep(0.25)
         assert signals > 50  # a busy replay, not a quiet one
-        assert _consumed(client, stream, "trading-engine-execution") == signals
+        assert _consumed(client, stream, EXECUTION) == signals
         time.sleep(1.5)  # a last poll records the final fills
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)

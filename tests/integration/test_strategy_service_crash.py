@@ -10,8 +10,6 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +23,6 @@ from support.reference_run import assert_tables_equal, open_bar_trades, uninterr
 from trading_engine.adapters.marketdata.stream_writer import publish_trades
 from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KILLS = 6
 # Trades of a past day: bars close on later trades (the feed's clock gets an hour of grace),
 # so the result cannot depend on how long the kills and restarts take.
@@ -43,17 +40,6 @@ SETTINGS = {
 }
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    name = f"t{uuid.uuid4().hex[:10]}:"
-    yield name
-    keys = list(client.scan_iter(match=f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def start_engine(env: dict[str, str]) -> EngineProcess:
     return EngineProcess([COMMAND, "run"], env=env, text=True)
 
@@ -65,16 +51,17 @@ def caught_up(client: redis.Redis, stream: str) -> bool:
 
 @pytest.mark.postgres
 def test_sigkill_many_times_loses_and_doubles_nothing(
-    tmp_path: Path, pg_url: str, pg_schema: str, prefix: str
+    tmp_path: Path, pg_url: str, pg_schema: str, redis_url: str, redis_prefix: str
 ) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+    prefix = redis_prefix
+    client = redis.Redis.from_url(redis_url)
     stream = f"{prefix}md:trade"
     env = {
         **os.environ,
         **SETTINGS,
         "ENABLE_STRATEGY": "true",
         "ENABLE_EXECUTION": "false",
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "DATABASE_URL": f"{pg_url}?schema={pg_schema}",
         "STREAM_PREFIX": prefix,
         "LOG_LEVEL": "WARNING",

@@ -1,16 +1,14 @@
 """Replaying trades into a real Redis: entries exactly as the collector writes them, paced.
 
 Needs the Redis at `TEST_REDIS_URL` (default redis://127.0.0.1:6379/0). Each test writes to
-its own `test:<uuid>:md:trade` stream and deletes it afterwards.
+its own `<prefix>md:trade` stream (tests/conftest.py's `redis_prefix`), deleted afterwards.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,29 +22,19 @@ from trading_engine.adapters.marketdata.synthetic import synthetic_trades
 from trading_engine.domain.market import Trade
 from trading_engine.domain.values import Exchange, Side, Symbol
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START = datetime(2025, 7, 1, 21, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
-    try:
-        connection.ping()
-    except redis.RedisError as error:
-        pytest.fail(
-            f"these tests need Redis at {TEST_REDIS_URL} (set TEST_REDIS_URL, or run "
-            f"ops/services.sh to start the local one): {error}"
-        )
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url, decode_responses=True)
     yield connection
     connection.close()
 
 
 @pytest.fixture
-def stream(client: redis.Redis) -> Iterator[str]:
-    name = f"test:{uuid.uuid4().hex}:md:trade"
-    yield name
-    client.delete(name)
+def stream(redis_prefix: str) -> str:
+    return f"{redis_prefix}md:trade"  # deleted with the prefix's keys
 
 
 def expected_payload(trade: Trade) -> dict[str, str]:
