@@ -24,4 +24,4 @@ ops/services.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check src tests bench standins && ruff format --check src tests bench standins
 echo "== import-linter" && lint-imports
-echo "== pytest" && HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" pytest -n "${TEST_WORKERS:-3}" --dist load --maxschedchunk 1 "$@"
+echo "== pytest" && HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" pytest -n "${TEST_WORKERS:-4}" --dist loadgroup --no-loadscope-reorder "$@"

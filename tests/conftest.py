@@ -50,9 +50,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # The longest modules start first, longest first (seconds on the CI machine, for this order
 # only): a worker that picks up a one-minute test late makes the whole run wait for it. With
-# `--dist load --maxschedchunk 1` (ops/test.sh) each worker takes the next test as it frees,
-# so these spread over the workers at once; the rest keep pytest's order. A module missing
-# here (renamed, new) just runs in its place.
+# `--dist loadgroup --no-loadscope-reorder` (ops/test.sh) each worker takes the next test (or
+# the next xdist_group, tests sharing a module-scoped fixture) as it frees, so these spread
+# over the workers at once; the rest keep pytest's order. A module missing here (renamed,
+# new) just runs in its place.
 SLOW_FIRST = {
     "test_live_feed_clock.py": 85,
     "test_engine_exchange_faults.py": 56,
@@ -60,8 +61,9 @@ SLOW_FIRST = {
     "test_same_bars_any_path.py": 48,
     "test_live_backtest_parity.py": 36,
     "test_servers_away.py": 29,
+    "test_strategy_loop_recovery.py": 21,  # one xdist group
     "test_long_gap.py": 21,
-    "test_wheel_install.py": 20,
+    "test_wheel_install.py": 20,  # one xdist group
     "test_cli_execution.py": 15,
     "test_strategy_service_crash.py": 14,
     "test_malformed_flood.py": 11,
@@ -88,6 +90,8 @@ def pytest_configure_node(node) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # (registered by pytest-xdist too; here for a run without it: -p no:xdist)
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
     terminal = getattr(config, "workerinput", {}).get("terminal")
     for name, value in (terminal or {}).items():
         if value is None:

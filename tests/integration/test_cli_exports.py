@@ -20,6 +20,9 @@ from trading_engine.app.reporting.export_files import write_export
 from trading_engine.domain.order import Order
 from trading_engine.domain.signal_decision import SignalDecision
 
+# Its tests share a module-scoped fixture: one worker makes it once (ops/test.sh, xdist).
+pytestmark = pytest.mark.xdist_group("cli_exports")
+
 
 def run_cli(cwd: Path, *args: str, **env: str) -> CliResult:
     """In this process (support/cli.py), with no DATABASE_URL but what the test gives."""

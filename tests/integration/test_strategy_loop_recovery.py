@@ -68,6 +68,8 @@ def table(db: Path, query: str) -> list[tuple]:
         conn.close()
 
 
+# Its tests share a module-scoped fixture: one worker makes it once (ops/test.sh, xdist).
+pytestmark = pytest.mark.xdist_group("strategy_loop_recovery")
 BARS = "SELECT exchange, symbol, timeframe, timestamp, open, high, low, close, volume FROM ohlcv"
 SIGNALS = "SELECT signal_id, action, price_ref, timestamp FROM signals ORDER BY timestamp"
 

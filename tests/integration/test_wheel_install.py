@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+# Its tests share a module-scoped fixture: one worker makes it once (ops/test.sh, xdist).
+pytestmark = pytest.mark.xdist_group("wheel_install")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

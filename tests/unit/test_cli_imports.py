@@ -122,6 +122,10 @@ def test_help_imports_no_heavy_library(tmp_path: Path, path: tuple[str, ...]) ->
 # ----- commands that run ---------------------------------------------------------------------
 
 
+# The tests on one backtest run share it (a module-scoped fixture): one worker makes it once.
+ON_THE_RUN = pytest.mark.xdist_group("cli_imports_backtest_run")
+
+
 @pytest.fixture(scope="module")
 def backtest_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
     """A small backtest (its run folder is the SQLite store of the cases below)."""
@@ -132,11 +136,13 @@ def backtest_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[st
     return where / "run", modules
 
 
+@ON_THE_RUN
 def test_backtest_imports_no_exchange_client(backtest_run: tuple[Path, set[str]]) -> None:
     _, modules = backtest_run
     assert_none(modules, EXCHANGES | {"prometheus_client"})
 
 
+@ON_THE_RUN
 def test_backtest_imports_neither_redis_nor_psycopg(backtest_run: tuple[Path, set[str]]) -> None:
     _, modules = backtest_run
     assert_none(modules, {"redis", "psycopg"})
@@ -153,6 +159,7 @@ ON_THE_STORE = [
 ]
 
 
+@ON_THE_RUN
 @pytest.mark.parametrize(
     ("args", "exit_code"), [pytest.param(*case, id=" ".join(case[0])) for case in ON_THE_STORE]
 )
