@@ -356,7 +356,13 @@ def check_outcome(
     # (c) each step as expected; refusals with the exchange's (or the engine's) code
     by_signal = {row["signal_key"]: row for row in orders}
     outcomes = [outcome_of(by_signal.get(signal.signal_id)) for signal in signals]
-    assert outcomes == [step.expect for step in steps], context
+    wanted = [step.expect for step in steps]
+    wrong = [
+        s.signal_id for s, got, want in zip(signals, outcomes, wanted, strict=True) if got != want
+    ]
+    assert outcomes == wanted, f"{context}\nwhat the engine said of {wrong}:\n" + (
+        engine.lines_about(*wrong)
+    )
     # every injected fault was met by a request (or the scenario did not test what it says)
     assert not standin._faults, f"faults never hit: {standin._faults}\n{context}"
     # (d) the live tables equal a rebuild from the log

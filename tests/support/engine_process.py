@@ -101,6 +101,17 @@ class EngineProcess:
             self.process.kill()
             self.process.wait(timeout=30)
 
+    def lines_about(self, *words: str) -> str:
+        """Every line of every run's output that names one of `words` (a signal id, say)."""
+        found = []
+        for run in range(1, self.runs + 1):
+            for name in (f"engine-{run}.out", f"engine-{run}.err"):
+                path = self.workdir / name
+                if path.exists():
+                    text = path.read_text(errors="replace")
+                    found += [line for line in text.splitlines() if any(w in line for w in words)]
+        return "\n".join(found)
+
     def log_tail(self, chars: int = 3000) -> str:
         """The end of this run's output (logs go to stdout or stderr, by LOG_FORMAT)."""
         text = ""
