@@ -105,65 +105,43 @@ def test_every_package_in_the_tree_is_in_the_wheel(wheel: Path) -> None:
 def test_the_installed_wheel_backtests_and_migrates_from_elsewhere(
     installed: Path, tmp_path: Path
 ) -> None:
-    engine = installed / "bin" / "trading-engine"
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "TRADING_ENGINE_MIGRATIONS", "PYTHONPATH", "VIRTUAL_ENV")
     }
-    where = subprocess.run(
-        [
-            str(installed / "bin" / "python"),
-            "-c",
-            "import trading_engine; print(trading_engine.__file__)",
-        ],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+
+    def installed_run(program: str, *args: str) -> str:
+        """`program` of the fresh virtualenv, from `tmp_path`; its stdout. Must exit 0."""
+        done = subprocess.run(
+            [str(installed / "bin" / program), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    where = installed_run("python", "-c", "import trading_engine; print(trading_engine.__file__)")
     assert where.startswith(str(installed)), f"trading_engine came from {where}"
 
     run = tmp_path / "run"
-    backtest = subprocess.run(
-        [str(engine), "backtest", "--synthetic", "2000", "--out", str(run), "--no-report"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    installed_run(
+        "trading-engine", "backtest", "--synthetic", "2000", "--out", str(run), "--no-report"
     )
-    assert backtest.returncode == 0, backtest.stderr[-3000:]
     assert "trades" in json.loads((run / "metrics.json").read_text())
 
     # `simulate` with no file plays the bundled GMO trades sample (package data).
     simulated = tmp_path / "sim.sqlite3"
-    simulate = subprocess.run(
-        [str(engine), "simulate", "--database-url", f"sqlite:///{simulated}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert simulate.returncode == 0, simulate.stderr[-3000:]
-    assert "gmo_BTC_JPY_sample.csv.gz" in simulate.stdout
-    assert str(installed) in simulate.stdout.replace("\n", "")
+    out = installed_run("trading-engine", "simulate", "--database-url", f"sqlite:///{simulated}")
+    assert "gmo_BTC_JPY_sample.csv.gz" in out
+    assert str(installed) in out.replace("\n", "")
 
     database = tmp_path / "fresh.sqlite3"
-    migrate = subprocess.run(
-        [str(engine), "migrate", "--database-url", f"sqlite:///{database}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    installed_run("trading-engine", "migrate", "--database-url", f"sqlite:///{database}")
     with sqlite3.connect(database) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
     bundled = sorted((ROOT / "src" / "adapters" / "sql" / "schema" / "sqlite").glob("*.sql"))

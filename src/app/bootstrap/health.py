@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trading_engine.adapters.marketdata.consumer_groups import GroupState, group_states
+from trading_engine.adapters.sql.database import Database
 from trading_engine.app.bootstrap.databases import ProjectionWiring, database
 from trading_engine.app.bootstrap.strategy import MARKET_STREAMS, STRATEGY_GROUP
 from trading_engine.app.execution.loop import ExecutionLoop
@@ -73,7 +74,7 @@ def health_server(
             ),
             None,
         )
-        sources.append(lambda: _order_samples(settings.DATABASE_URL))
+        sources.append(lambda: _order_samples(db))
 
     def metrics() -> list[Sample]:
         samples: list[Sample] = []
@@ -178,10 +179,10 @@ def _group_samples(states: list[GroupState]) -> list[Sample]:
     return samples
 
 
-def _order_samples(database_url: str) -> list[Sample]:
+def _order_samples(db: Database) -> list[Sample]:
     """Orders by state, counted in the orders read table when scraped; every state, 0 if none."""
     counts = dict.fromkeys((status.value for status in OrderStatus), 0)
-    counts.update(database(database_url).orders_by_status())
+    counts.update(db.orders_by_status())
     return [
         Sample(
             "trading_engine_orders",
