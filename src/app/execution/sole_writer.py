@@ -15,7 +15,10 @@ It also keeps the one figure every decision needs, per (exchange, symbol): the p
 the unfilled size of the live orders (buys +, sells −), updated by the very save that changes
 either, so it is consistent whichever thread saved last: the signal path reads it while the
 order polls record fills on another thread (app/execution/loop.py). A fill moves size from
-the live order to the position and leaves the sum as it was.
+the live order to the position and leaves the sum as it was. A save holds `_saving` from
+before its commit until memory has it, and the figure is read under it: a decision never
+acts on a state the store has already left (a rejection committed, seen by anyone reading
+the log, and a signal sent on that would otherwise still meet the order's size as live).
 
 What other processes may write (the trading control: `risk halt` from an operator's shell)
 is not kept here; the execution service watches it (app/execution/service.py). Decisions, the log,
@@ -49,6 +52,9 @@ class SoleWriterStore:
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._lock = threading.Lock()
+        # held by a save from before its commit until memory has it (re-entrant: a save made
+        # while the same thread reads is not kept waiting by itself)
+        self._saving = threading.RLock()
         self._orders: OrderedDict[UUID, list[Any]] = OrderedDict()  # order id -> its events
         self._positions: dict[tuple[str, str], Position | None] = {}
         # live orders: id -> ((exchange, symbol), signed unfilled size), and their sums
@@ -62,7 +68,7 @@ class SoleWriterStore:
         a fill): what a decision must assume, since those fills may already have happened
         at the exchange before a poll records them. From memory once the position is known."""
         key = (exchange, symbol)
-        with self._lock:
+        with self._saving, self._lock:
             if key in self._positions:
                 position = self._positions[key]
                 quantity = ZERO if position is None else position.quantity
@@ -122,19 +128,20 @@ class SoleWriterStore:
 
     def save(self, *aggregates: Any) -> None:
         pending = [list(getattr(a, "pending_events", ())) for a in aggregates]
-        try:
-            self.store.save(*aggregates)
-        except BaseException:
+        with self._saving:
+            try:
+                self.store.save(*aggregates)
+            except BaseException:
+                with self._lock:
+                    for aggregate in aggregates:
+                        self._drop(aggregate)
+                raise
             with self._lock:
-                for aggregate in aggregates:
-                    self._drop(aggregate)
-            raise
-        with self._lock:
-            for aggregate, events in zip(aggregates, pending, strict=True):
-                self._remember(aggregate, events)
+                for aggregate, events in zip(aggregates, pending, strict=True):
+                    self._remember(aggregate, events)
 
     def get_order(self, order_id: UUID) -> Order:
-        with self._lock:
+        with self._saving, self._lock:
             events = self._orders.get(order_id)
             if events is not None:
                 self._orders.move_to_end(order_id)
@@ -151,7 +158,7 @@ class SoleWriterStore:
         return order  # (its own object: the book keeps the events and numbers only)
 
     def find_position(self, exchange: str, symbol: str) -> Position | None:
-        with self._lock:
+        with self._saving, self._lock:
             if (exchange, symbol) in self._positions:
                 return deepcopy(self._positions[(exchange, symbol)])
         return deepcopy(self._load_position(exchange, symbol))
