@@ -19,7 +19,7 @@ and the default fill rule is "next bar's open", as in backtesting.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from itertools import groupby
@@ -41,16 +41,28 @@ from trading_engine.domain.position import Position
 from trading_engine.domain.values import ZERO, Side, SignalAction
 from trading_engine.ports.broker import MarketSimulator
 
+Checkpoint = Callable[[int, int, Decimal], None]  # (bars done, bars in all, equity now)
+
 
 class BarBacktest:
-    def __init__(self, bars: dict[str, list[OHLCV]], rig: BacktestRig) -> None:
-        self._bars, self._rig = bars, rig
+    """`trade_from`: the bars before it only warm the strategy up (a walk-forward test
+    window's run sees the bars before the window, as live trading would have): their
+    signals are dropped, no order is placed and no equity marked before it."""
 
-    def run(self, progress: Progress | None = None) -> BacktestResult:
+    def __init__(
+        self, bars: dict[str, list[OHLCV]], rig: BacktestRig, trade_from: datetime | None = None
+    ) -> None:
+        self._bars, self._rig, self._trade_from = bars, rig, trade_from
+
+    def run(
+        self, progress: Progress | None = None, checkpoint: Checkpoint | None = None
+    ) -> BacktestResult:
+        """`checkpoint` is told the equity after each bar time once trading started; it may
+        raise to stop the run there (an optimiser pruning a hopeless trial)."""
         with fewer_collections():
-            return self._run(progress)
+            return self._run(progress, checkpoint)
 
-    def _run(self, progress: Progress | None) -> BacktestResult:
+    def _run(self, progress: Progress | None, checkpoint: Checkpoint | None) -> BacktestResult:
         timeline = sorted(
             (bar for series in self._bars.values() for bar in series), key=lambda b: b.timestamp
         )
@@ -60,9 +72,18 @@ class BarBacktest:
         self._rig.market.open_private_stream()
         self._rig.execution.start()
         done = 0
+        warming = self._trade_from is not None
         for moment, group in groupby(timeline, key=lambda b: b.timestamp):
             bars = list(group)
             self._rig.clock.set(moment)
+            if warming and moment < self._trade_from:  # type: ignore[operator]
+                self._rig.strategy.on_bars(bars)
+                self._rig.held.discard()
+                done += len(bars)
+                if progress is not None:
+                    progress(done, len(timeline))
+                continue
+            warming = False
             for bar in bars:
                 self._rig.marks.prices[str(bar.symbol)] = bar.open
             if self._rig.held.release(until=moment):  # the bus holds nothing else
@@ -80,6 +101,8 @@ class BarBacktest:
                 self._rig.marks.prices[str(bar.symbol)] = bar.close
             equity.append(self._mark(moment, positions))
             done += len(bars)
+            if checkpoint is not None:
+                checkpoint(done, len(timeline), equity[-1].equity)
             if equity[-1].equity <= ZERO and equity[-1].exposed:
                 out_of_money(self._rig.held, self._rig.execution, self._rig.market, bars, positions)
                 # (-1: no log head to compare with, reload the positions as they now are)

@@ -69,6 +69,11 @@ class HeldSignals:
         """A signal that does not wait for a bar's close (the out-of-money liquidation)."""
         self._bus.publish(signal)
 
+    def discard(self) -> int:
+        """Drop the signals held (decided during a warm-up: never acted on)."""
+        dropped, self._held = len(self._held), []
+        return dropped
+
     def release(self, until: datetime) -> int:
         due = [s for s in self._held if s.timestamp <= until]
         if due:

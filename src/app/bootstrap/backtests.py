@@ -70,6 +70,8 @@ class BacktestOptions:
     # None: orders fill in full whatever the bar's volume (backtesting.py's convention);
     # a fraction caps our fills at that share of each bar's (or trade's) volume
     volume_participation: Decimal | None = None
+    # bars before it only warm the strategy up (no order, no equity): a walk-forward window
+    trade_from: datetime | None = None
 
 
 BACKTEST_EXCHANGE = "simulated"
@@ -292,7 +294,7 @@ def bar_backtest(
         fill_rule="next bar open",
         fill_market_at="next_trade",
     )
-    backtest = BarBacktest(bars, wiring.rig(options.cash))
+    backtest = BarBacktest(bars, wiring.rig(options.cash), options.trade_from)
     return backtest, wiring.close
 
 

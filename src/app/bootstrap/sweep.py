@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from trading_engine.app.backtest.bars import Checkpoint
 from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
 from trading_engine.app.bootstrap.backtests import (
     BacktestOptions,
@@ -31,6 +32,7 @@ from trading_engine.app.bootstrap.backtests import (
 )
 from trading_engine.app.bootstrap.databases import database
 from trading_engine.app.runtime.config import Settings, load_settings
+from trading_engine.domain.models import OHLCV
 
 __all__ = [
     "SweepJob",
@@ -81,6 +83,11 @@ class SweepJob:
     database_url: str | None = None
     timeframe: str | None = None  # of the bar files (None: inferred), or of the synthetic bars
     volume_participation: str | None = None  # None: fills not capped by volume
+    # A window of the bars (ISO times, None: unbounded): [start, end), trading from
+    # `trade_from` (the bars before it only warm the strategy up). Walk-forward runs.
+    start: str | None = None
+    end: str | None = None
+    trade_from: str | None = None
 
     def run_database_url(self) -> str:
         if self.database_url is None:
@@ -118,12 +125,35 @@ def _options(job: SweepJob) -> BacktestOptions:
         volume_participation=None
         if job.volume_participation is None
         else Decimal(job.volume_participation),
+        trade_from=None if job.trade_from is None else datetime.fromisoformat(job.trade_from),
     )
 
 
-def run_point(job: SweepJob) -> dict[str, Any]:
+def _window(job: SweepJob, bars: dict[str, list[OHLCV]]) -> dict[str, list[OHLCV]]:
+    """The job's window of the bars: [start, end)."""
+    if job.start is None and job.end is None:
+        return bars
+    start = None if job.start is None else datetime.fromisoformat(job.start)
+    end = None if job.end is None else datetime.fromisoformat(job.end)
+    windowed = {
+        symbol: [
+            bar
+            for bar in series
+            if (start is None or bar.timestamp >= start) and (end is None or bar.timestamp < end)
+        ]
+        for symbol, series in bars.items()
+    }
+    empty = [symbol for symbol, series in windowed.items() if not series]
+    if empty:
+        raise ValueError(f"no bar of {', '.join(empty)} in [{job.start}, {job.end})")
+    return windowed
+
+
+def run_point(job: SweepJob, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
     """Run one backtest; ``{"parameters": point, **metrics}``, or ``{"parameters": point,
-    "error": message}`` when the point cannot run (bad parameters, unreadable data...)."""
+    "error": message}`` when the point cannot run (bad parameters, unreadable data...).
+    ``checkpoint``: told the equity as the run goes (see `BarBacktest.run`); what it raises
+    stops the run and is raised here, not reported as the point's error."""
     try:
         url = job.run_database_url()
         path = database(url).path
@@ -137,15 +167,38 @@ def run_point(job: SweepJob) -> dict[str, Any]:
         else:
             symbols = list(job.symbols) if job.symbols else None
             bars = read_bar_files([Path(p) for p in job.data], symbols, venue, job.timeframe)
-        runner, close = bar_backtest(settings, bars, _options(job))
+        runner, close = bar_backtest(settings, _window(job, bars), _options(job))
         try:
-            result = runner.run(None)
+            result = runner.run(None, _stopping(checkpoint))
         finally:
             close()
         return {"parameters": dict(job.point), **compute_metrics(result)}
+    except StopRun as stop:
+        raise stop.reason from None
     except Exception as error:  # a point's failure is its result; the sweep goes on
         message = str(error).strip() or type(error).__name__
         return {"parameters": dict(job.point), "error": message}
+
+
+class StopRun(Exception):
+    """What a checkpoint raised, carried past the point's own error handling."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+def _stopping(checkpoint: Checkpoint | None) -> Checkpoint | None:
+    if checkpoint is None:
+        return None
+
+    def check(done: int, total: int, equity: Decimal) -> None:
+        try:
+            checkpoint(done, total, equity)
+        except Exception as reason:
+            raise StopRun(reason) from None
+
+    return check
 
 
 def run_sweep(
