@@ -15,11 +15,12 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trading_engine.app.backtest.bars import Checkpoint
 from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
@@ -48,6 +49,7 @@ Progress = Callable[[int, int], None]  # (points done, points in all)
 MapFunction = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 NOT_METRICS = ("start", "end")  # text, not something to rank by
+POOL_RETRIES = 2  # new pools a point may see after the one running it broke
 
 
 def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -201,18 +203,27 @@ def _stopping(checkpoint: Checkpoint | None) -> Checkpoint | None:
     return check
 
 
+class PointRunner(Protocol):
+    """Somewhere else to run the points (a cluster: app/bootstrap/cluster.py)."""
+
+    def run(self, jobs: Sequence[SweepJob], progress: Progress | None = None) -> list[dict]: ...
+
+
 def run_sweep(
     jobs: Sequence[SweepJob],
     workers: int,
     progress: Progress | None = None,
     map_function: MapFunction | None = None,
+    runner: PointRunner | None = None,
 ) -> list[dict[str, Any]]:
     """Every job's result, in the jobs' (grid) order.
 
-    ``map_function``: any ``map(fn, jobs)`` returning results in order (``Executor.map``, a
-    Dask ``client.map`` + ``gather``...); by default a local process pool of ``workers``
-    processes, or this process when ``workers`` is 1.
+    ``runner``: a cluster's, which runs them all; else ``map_function``: any ``map(fn,
+    jobs)`` returning results in order (``Executor.map``...); by default a local process pool
+    of ``workers`` processes, or this process when ``workers`` is 1.
     """
+    if runner is not None:
+        return runner.run(jobs, progress)
     total = len(jobs)
     results: list[dict[str, Any]] = []
 
@@ -227,16 +238,28 @@ def run_sweep(
             tick(len(results))
         return results
     ordered: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
-        futures = {pool.submit(run_point, job): index for index, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                ordered[index] = future.result()
-            except Exception as error:  # the worker itself died (killed, out of memory)
-                point = dict(jobs[index].point)
-                ordered[index] = {"parameters": point, "error": f"worker failed: {error}"}
-            tick(len(ordered))
+    broke: dict[int, int] = {}  # point index -> pools that broke while it was unfinished
+    waiting = list(range(total))
+    while waiting:
+        # A worker that dies (killed, out of memory) breaks the whole pool: the points it
+        # left unfinished run again in a new one, up to POOL_RETRIES times each.
+        with ProcessPoolExecutor(max_workers=min(workers, len(waiting))) as pool:
+            futures = {pool.submit(run_point, jobs[index]): index for index in waiting}
+            waiting = []
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    ordered[index] = future.result()
+                except BrokenProcessPool as error:
+                    broke[index] = broke.get(index, 0) + 1
+                    if broke[index] <= POOL_RETRIES:
+                        waiting.append(index)
+                        continue
+                    point = dict(jobs[index].point)
+                    message = f"worker failed: {error} ({broke[index]} times)"
+                    ordered[index] = {"parameters": point, "error": message}
+                tick(len(ordered))
+        waiting.sort()
     return [ordered[index] for index in range(total)]
 
 
