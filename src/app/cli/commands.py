@@ -23,6 +23,7 @@ from trading_engine.app.cli.service import run
 from trading_engine.app.cli.simulation import demo, replay, simulate
 from trading_engine.app.cli.sweep import sweep
 from trading_engine.app.cli.verify import verify_log
+from trading_engine.app.cli.walk_forward import walk_forward
 
 cli = typer.Typer(
     name="trading-engine",
@@ -40,6 +41,7 @@ cli.add_typer(projections_cli, name="projections")
 cli.add_typer(export_cli, name="export")
 cli.command("backtest")(backtest)
 cli.command("sweep")(sweep)
+cli.command("walk-forward")(walk_forward)
 cli.command("verify-log")(verify_log)
 cli.add_typer(risk_cli, name="risk")
 cli.add_typer(audit_cli, name="audit")
