@@ -227,7 +227,7 @@ def test_failing_points_are_reported_the_others_run_and_the_exit_code_says_so(
         "--grid",
         "fast_window=10,40",  # 40 is not below slow_window 20 or 40: those points fail
         "--grid",
-        "slow_window=20,40",
+        "slow_window=20:40:20",  # a range: 20 and 40
         "--train",
         "730d",
         "--test",

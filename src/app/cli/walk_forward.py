@@ -27,6 +27,7 @@ from trading_engine.app.cli.options import (
     VolumeParticipationOption,
     warn,
 )
+from trading_engine.app.cli.sweep import _cell, _shown, parse_axes
 from trading_engine.files import write_atomically
 
 # The engine's modules are imported by the command: `--help` loads none.
@@ -37,7 +38,10 @@ OUTPUT_NAMES = ("walk_forward.csv", "walk_forward.json", "report.html")
 def walk_forward(
     grid_specs: Annotated[
         list[str] | None,
-        typer.Option("--grid", help="Swept parameter NAME=V1,V2,...; repeat per parameter."),
+        typer.Option(
+            "--grid",
+            help="Swept parameter NAME=V1,V2,... or NAME=LOW:HIGH[:STEP]; repeat per parameter.",
+        ),
     ] = None,
     train: Annotated[
         str | None,
@@ -149,7 +153,7 @@ def walk_forward(
     ):
         if optional is not None:
             _number(name, optional)
-    axes = _grid_axes(grid_specs or [])
+    axes = parse_axes(grid_specs or [])
     if not axes:
         raise fail("give at least one --grid NAME=V1,V2,...")
     fixed = parse_params(param or [])
@@ -374,35 +378,6 @@ def walk_forward(
         if len(said) > 5:
             errors.print(f"  ... and {len(said) - 5} other errors (walk_forward.json)")
         raise typer.Exit(1)
-
-
-def _grid_axes(specs: list[str]) -> dict[str, list[Any]]:
-    """`--grid fast_window=5,10` → {"fast_window": [5, 10]}, each value read as `--param`
-    reads it."""
-    axes: dict[str, list[Any]] = {}
-    for spec in specs:
-        name, sep, raw = spec.partition("=")
-        name = name.strip()
-        values = [value.strip() for value in raw.split(",")]
-        if not sep or not name or not all(values):
-            raise fail(f"--grid expects NAME=V1,V2,..., got {spec!r}")
-        if name in axes:
-            raise fail(f"--grid: {name} is given twice")
-        axes[name] = [parse_params([f"{name}={value}"])[name] for value in values]
-    return axes
-
-
-def _cell(value: Any) -> str:
-    """A CSV cell: floats as repr (they read back exactly), None empty."""
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _shown(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _day(iso: str) -> str:
