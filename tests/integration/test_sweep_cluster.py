@@ -245,3 +245,57 @@ def test_workers_and_scheduler_exclude_each_other(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "exclude each other" in result.stderr
+
+
+@pytest.mark.postgres
+def test_an_optuna_search_on_the_cluster_shares_one_postgres_study(
+    cluster: LocalCluster, bar_file: Path, tmp_path: Path, pg_url: str, pg_schema: str
+) -> None:
+    storage = f"{pg_url}?schema={pg_schema}"
+    common = ("--grid", "fast_window=3:20", "--grid", "slow_window=30:120:10", "--sort")
+    result = run_cli(
+        "sweep",
+        "--data",
+        str(bar_file),
+        "--cash",
+        CASH,
+        *common,
+        "return_pct",
+        "--search",
+        "optuna",
+        "--trials",
+        "10",
+        "--scheduler",
+        cluster.address,
+        "--storage",
+        storage,
+        "--out",
+        "out",
+        cwd=tmp_path,
+        env={"DATABASE_URL": None},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["results"]
+    assert len(rows) == 10
+    assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}
+    assert "10 trials (10 run now" in result.stdout
+    # a study on a file is out of the workers' reach: refused before any work
+    refused = run_cli(
+        "sweep",
+        "--data",
+        str(bar_file),
+        *common,
+        "return_pct",
+        "--search",
+        "optuna",
+        "--trials",
+        "4",
+        "--scheduler",
+        cluster.address,
+        "--out",
+        "file",
+        cwd=tmp_path,
+        env={"DATABASE_URL": None},
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "--storage postgresql://" in refused.stderr
