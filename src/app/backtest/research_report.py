@@ -357,6 +357,11 @@ def equity_svg(
     return "".join(parts)
 
 
+def day(text: str) -> str:
+    """An ISO time as a date, or a date and minutes when it is not midnight UTC."""
+    return text[:10] if text.endswith("T00:00:00+00:00") else text.replace("T", " ")[:16]
+
+
 def _pct(value: Any) -> str:
     return "—" if not isinstance(value, int | float) else f"{value:,.2f} %"
 
@@ -439,9 +444,6 @@ def walk_forward_report_html(document: dict[str, Any]) -> str:
         "<th class=num>OOS trades</th><th class=num>failed points</th><th>error</th></tr>"
     )
 
-    def day(text: str) -> str:
-        return text[:10] if text.endswith("T00:00:00+00:00") else text.replace("T", " ")[:16]
-
     rows = "".join(
         "<tr>"
         f"<td class=num>{w['window']}</td>"
@@ -472,7 +474,7 @@ def walk_forward_report_html(document: dict[str, Any]) -> str:
     ]
     if untested:
         notes.append(
-            f"Not tested: {untested.get('start')} to {untested.get('end')} "
+            f"Not tested: {day(str(untested.get('start')))} to {day(str(untested.get('end')))} "
             f"({untested.get('days', 0):.1f} days), shorter than a test window."
         )
     body = (
