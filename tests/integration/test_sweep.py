@@ -69,6 +69,9 @@ def test_sweep_ranks_the_grid_and_each_point_is_a_plain_backtest(tmp_path: Path)
     assert sharpes == sorted(sharpes, reverse=True)
     document = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [entry["point"] for entry in document["results"]] == [int(r["point"]) for r in rows]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "sharpe_ratio over slow_window (columns) and fast_window (rows)" in report
+    assert report.count('<td class="cell"') == 4  # one coloured cell per point
     # grid order numbers the points: fast_window varies slowest
     numbered = {
         int(row["point"]): (int(row["fast_window"]), int(row["slow_window"])) for row in rows

@@ -332,13 +332,13 @@ def sweep(
         "results": ranked,
     }
     title = f"{strategy} ({'optuna' if optuna else 'grid'})"
-    csv_path, json_path = write_results(
+    csv_path, json_path, report = write_results(
         out, document, list(axes), top=top, title=title, states=optuna
     )
     failed = sum(1 for result in ranked if "error" in result)
     if keep_runs:
         console.print(f"event logs: {out / 'runs'}/N/events.sqlite3 (N: the point column)")
-    console.print(f"results: {csv_path}, {json_path}")
+    console.print(f"results: {csv_path}, {json_path}, {report}")
     if failed:
         console.print(f"{failed} of {len(ranked)} points failed (see the error column)")
         raise typer.Exit(1)

@@ -50,13 +50,14 @@ def write_results(
     top: int,
     title: str,
     states: bool = False,
-) -> tuple[Path, Path]:
-    """sweep.csv and sweep.json (and report.html) from `document` (its `results` ranked,
+) -> tuple[Path, Path, Path]:
+    """sweep.csv, sweep.json and report.html from `document` (its `results` ranked,
     each with its `point` number); the best `top` printed. `states`: a search's trials
     have a state (COMPLETE, PRUNED, FAIL) shown as a column."""
     import orjson
     from rich.table import Table
 
+    from trading_engine.app.backtest.research_report import sweep_report_html
     from trading_engine.app.bootstrap.sweep import iter_rows
 
     ranked = document["results"]
@@ -88,6 +89,9 @@ def write_results(
         binary=True,
     )
 
+    report = out / "report.html"
+    write_atomically(report, lambda fh: fh.write(sweep_report_html(_reportable(document))))
+
     failed = sum(1 for result in ranked if "error" in result)
     table = Table(title=f"{title}: {len(ranked)} points by {sort}, top {min(top, len(rows))}")
     shown = list(dict.fromkeys([sort, "return_pct", "max_drawdown_pct", "trades", "final_equity"]))
@@ -104,4 +108,14 @@ def write_results(
             cells.append(row["error"] or "")
         table.add_row(*cells)
     console.print(table)
-    return csv_path, json_path
+    return csv_path, json_path, report
+
+
+def _reportable(document: dict[str, Any]) -> dict[str, Any]:
+    """The document as the report reads it: a search's axes are ranges, not the values a
+    grid runs; its heat maps follow the values the trials drew."""
+    axes = {
+        name: values if isinstance(values, list) else []
+        for name, values in (document.get("axes") or {}).items()
+    }
+    return {**document, "axes": axes}
