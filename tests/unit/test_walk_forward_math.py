@@ -483,3 +483,14 @@ def test_walk_forward_page_draws_the_curve_and_says_the_warning() -> None:
     assert "likely over-fitted" in page
     assert page.count("<tr><td class=num>1</td>") == 1  # the window's row
     assert not math.isnan(document["summary"]["out_of_sample_return_ann_pct"])
+
+
+def test_heat_map_of_a_search_takes_its_columns_from_the_points() -> None:
+    """A search's axes are ranges ({"low", "high", ...}), not values: the columns are the
+    values its trials drew."""
+    results = [_point(7, 20, True, 0.1), _point(13, 20, True, 0.2)]
+    axes = {"fast_window": {"low": 5, "high": 50, "step": None, "log": False}}
+    page = heatmap_html(results, "fast_window", "slow_window", "sharpe_ratio", axes=axes)
+    header = page.split("<thead>")[1].split("</thead>")[0]
+    assert '<th class="num">7</th><th class="num">13</th>' in header
+    assert "low" not in header

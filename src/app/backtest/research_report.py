@@ -91,6 +91,12 @@ def _values_of(results: Iterable[dict[str, Any]], axis: str) -> list[Any]:
         return list(seen)
 
 
+def _axis(axes: dict[str, Any] | None, name: str, results: Sequence[dict[str, Any]]) -> list[Any]:
+    """The axis's values as given (a list), else those the results hold (a search's range)."""
+    given = (axes or {}).get(name)
+    return list(given) if isinstance(given, list | tuple) and given else _values_of(results, name)
+
+
 def heatmap_html(
     results: Sequence[dict[str, Any]],
     x_axis: str,
@@ -110,10 +116,8 @@ def heatmap_html(
     Points that differ only on other axes share a cell, which shows the best of them (the
     caption says so). A cell without a value is blank: its title gives the errors of its
     points, or says the metric is n/a."""
-    rows_axis = [None] if y_axis is None else list((axes or {}).get(y_axis) or [])
-    if y_axis is not None and not rows_axis:
-        rows_axis = _values_of(results, y_axis)
-    columns = list((axes or {}).get(x_axis) or []) or _values_of(results, x_axis)
+    rows_axis = [None] if y_axis is None else _axis(axes, y_axis, results)
+    columns = _axis(axes, x_axis, results)
     others = sorted({name for r in results for name in r.get("parameters", {})} - {x_axis, y_axis})
     cells: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for result in results:
