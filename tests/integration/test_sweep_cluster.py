@@ -276,9 +276,10 @@ def test_an_optuna_search_on_the_cluster_shares_one_postgres_study(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["results"]
-    assert len(rows) == 10
-    assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}
-    assert "10 trials (10 run now" in result.stdout
+    said = result.stdout + result.stderr
+    assert len(rows) == 10, said
+    assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}, said
+    assert "10 trials (10 run now" in result.stdout, said
     # a study on a file is out of the workers' reach: refused before any work
     refused = run_cli(
         "sweep",
@@ -299,3 +300,42 @@ def test_an_optuna_search_on_the_cluster_shares_one_postgres_study(
     )
     assert refused.returncode == 2, refused.stderr
     assert "--storage postgresql://" in refused.stderr
+
+
+def test_walk_forward_on_the_cluster_is_the_local_one(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """backtesting.py's GOOG, 365-day training and 90-day test windows: every window's
+    choice, every figure and the stitched curve the same as on the local pool."""
+    import backtesting.test
+
+    goog = Path(backtesting.test.__file__).with_name("GOOG.csv")
+    common = (
+        "walk-forward",
+        "--data",
+        str(goog),
+        "--grid",
+        "fast_window=5,10",
+        "--grid",
+        "slow_window=20,40",
+        "--train",
+        "365d",
+        "--test",
+        "90d",
+        "--commission",
+        "0.002",
+    )
+    local = run_cli(*common, "--workers", "2", "--out", "local", cwd=tmp_path)
+    remote = run_cli(*common, "--scheduler", cluster.address, "--out", "remote", cwd=tmp_path)
+    assert (local.returncode, remote.returncode) == (0, 0), local.stderr + remote.stderr
+    here = json.loads((tmp_path / "local" / "walk_forward.json").read_text())
+    there = json.loads((tmp_path / "remote" / "walk_forward.json").read_text())
+    assert len(here["windows"]) >= 20
+    assert there == here
+
+
+def test_a_worker_running_other_code_is_refused() -> None:
+    from trading_engine.app.bootstrap.cluster import _can_run_points, code_fingerprint
+
+    assert _can_run_points(code_fingerprint()) == ""
+    assert "other trading-engine code" in _can_run_points("0" * 16)

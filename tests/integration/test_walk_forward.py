@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ import pytest
 from support.cli import CliResult
 from support.cli import run_cli as cli
 from trading_engine.app.bootstrap.sweep import SweepJob, run_point
-from trading_engine.app.bootstrap.walk_forward import run_test_window
 
 backtesting = pytest.importorskip("backtesting", reason="the cross-check runs backtesting.py")
 from backtesting import Backtest, Strategy  # noqa: E402
@@ -186,14 +186,14 @@ def test_trade_from_only_warms_the_strategy_up(goog: Path) -> None:
     """Bars before `trade_from` feed the indicators; their signals are dropped, no order
     is placed and no equity marked before it."""
     point = {"fast_window": 10, "slow_window": 20}
-    whole = run_test_window(_job(goog, point))
+    whole = run_point(replace(_job(goog, point), detail=True))
     entries = [t["entry_time"] for t in whole["detail"]["closed_trades"]]
     # a start 5 bars before the 11th entry of an undivided run: the 10th entry (and the
     # cross before it) happened in the warm-up
     index = [t.isoformat() + "+00:00" for t in GOOG.index]
     entry = index.index(entries[10])
     trade_from = index[entry - 5]
-    warmed = run_test_window(_job(goog, point, trade_from=trade_from))
+    warmed = run_point(replace(_job(goog, point, trade_from=trade_from), detail=True))
     assert "error" not in warmed, warmed
     equity = warmed["detail"]["equity"]
     assert equity[0][0] == trade_from
@@ -204,7 +204,13 @@ def test_trade_from_only_warms_the_strategy_up(goog: Path) -> None:
     assert min(times) >= trade_from
     # warmed up, it trades on the 5th bar; a cold start there needs 21 bars first
     assert min(times) == entries[10]
-    cold = run_test_window(_job(goog, point, start=trade_from))
+    # figures over the traded span only: buy & hold from trade_from's close, the exposure
+    # counted on the bars from trade_from (the warm-up's bars once made it 0 %)
+    closes = [float(c) for c in GOOG["Close"]]
+    held = (closes[-1] / closes[entry - 5] - 1) * 100
+    assert warmed["buy_and_hold_return_pct"] == pytest.approx(held, rel=1e-12)
+    assert warmed["exposure_time_pct"] > 50
+    cold = run_point(replace(_job(goog, point, start=trade_from), detail=True))
     cold_times = [t["entry_time"] for t in cold["detail"]["closed_trades"]]
     assert index.index(min(cold_times)) - (entry - 5) >= 21
     # and the whole run's later trades are the warmed run's: same prices, same times

@@ -118,9 +118,15 @@ class BarBacktest:
             if done == len(timeline):
                 break
         self._rig.strategy.flush_bars()
+        # bars numbered, and priced for buy & hold, from where trading started (as the equity)
+        start = self._trade_from
+        traded = {
+            symbol: [bar for bar in series if start is None or bar.timestamp >= start]
+            for symbol, series in self._bars.items()
+        }
         index = {
             symbol: {bar.timestamp: n for n, bar in enumerate(series)}
-            for symbol, series in self._bars.items()
+            for symbol, series in traded.items()
         }
         closed, still_open = round_trips(
             self._rig.store,
@@ -135,7 +141,7 @@ class BarBacktest:
             fees_paid=sum((p.fees_paid for p in positions.values()), ZERO),
             prices={
                 symbol: [(b.timestamp, b.close) for b in series]
-                for symbol, series in self._bars.items()
+                for symbol, series in traded.items()
             },
             parameters=self._rig.parameters,
             open_trades=still_open,

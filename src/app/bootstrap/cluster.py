@@ -107,12 +107,27 @@ def _consistent_copy(log: Path) -> Path:
     return copy
 
 
-def _can_run_points() -> str:
-    """On a worker: '' if it can run a point, else why not."""
+def code_fingerprint() -> str:
+    """A digest of the engine's source files: a worker running other code than the caller
+    (an older install, a process started before an upgrade) would give other figures."""
+    import trading_engine
+
+    root = Path(trading_engine.__file__).parent
+    sha = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        sha.update(str(path.relative_to(root)).encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:16]
+
+
+def _can_run_points(expected: str) -> str:
+    """On a worker: '' if it can run a point as the caller would, else why not."""
     try:
-        import trading_engine.app.bootstrap.cluster  # noqa: F401
+        from trading_engine.app.bootstrap.cluster import code_fingerprint
     except Exception as error:  # pragma: no cover - a worker without the engine
         return f"{type(error).__name__}: {error}"
+    if code_fingerprint() != expected:
+        return "it runs other trading-engine code than this machine (restart it after an upgrade)"
     return ""
 
 
@@ -152,8 +167,12 @@ class DaskCluster:
                 f"scheduler {self.address} has no worker after {self.connect_timeout:g} s; "
                 f"start some: dask worker {self.address}"
             ) from None
-        answers = self._client.run(_can_run_points)
-        unable = {worker: why for worker, why in answers.items() if why}
+        answers = self._client.run(_can_run_points, code_fingerprint(), on_error="return")
+        unable = {
+            worker: why if isinstance(why, str) else f"it runs other code ({why!r})"
+            for worker, why in answers.items()
+            if why
+        }
         if unable:
             self.close()
             listed = "; ".join(f"{worker}: {why}" for worker, why in sorted(unable.items()))
@@ -181,7 +200,13 @@ class DaskCluster:
         if progress is not None:
             progress(0, total)
         paths = sorted({path for job in jobs for path in job.data})
-        bars = self._client.scatter(BarFiles.read(paths), broadcast=True) if paths else None
+        # hash=False: a key of its own; a second run on this connection must not share (and
+        # then lose, when the first one's futures are released) the first one's
+        bars = (
+            self._client.scatter(BarFiles.read(paths), broadcast=True, hash=False)
+            if paths
+            else None
+        )
         run = uuid.uuid4().hex[:8]
         futures = {
             self._client.submit(
@@ -205,7 +230,9 @@ class DaskCluster:
         among `args` are sent once to every worker."""
         run = uuid.uuid4().hex[:8]
         shipped = [
-            self._client.scatter(arg, broadcast=True) if isinstance(arg, BarFiles) else arg
+            self._client.scatter(arg, broadcast=True, hash=False)
+            if isinstance(arg, BarFiles)
+            else arg
             for arg in args
         ]
         futures = [

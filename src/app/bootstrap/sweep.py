@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from trading_engine.app.backtest.bars import Checkpoint
 from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
+from trading_engine.app.backtest.walk_forward import DETAIL, run_detail
 from trading_engine.app.bootstrap.backtests import (
     BacktestOptions,
     bar_backtest,
@@ -90,6 +91,9 @@ class SweepJob:
     start: str | None = None
     end: str | None = None
     trade_from: str | None = None
+    # the result also carries the run's equity curve and trades as plain data, under
+    # "detail" (backtest/walk_forward.run_detail): a walk-forward's test windows
+    detail: bool = False
 
     def run_database_url(self) -> str:
         if self.database_url is None:
@@ -174,7 +178,10 @@ def run_point(job: SweepJob, checkpoint: Checkpoint | None = None) -> dict[str, 
             result = runner.run(None, _stopping(checkpoint))
         finally:
             close()
-        return {"parameters": dict(job.point), **compute_metrics(result)}
+        point = {"parameters": dict(job.point), **compute_metrics(result)}
+        if job.detail:
+            point[DETAIL] = run_detail(result)
+        return point
     except StopRun as stop:
         raise stop.reason from None
     except Exception as error:  # a point's failure is its result; the sweep goes on

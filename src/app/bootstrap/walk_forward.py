@@ -12,34 +12,26 @@ order or equity comes before it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from trading_engine.app.backtest.results import compute_metrics
 from trading_engine.app.backtest.walk_forward import (
-    DETAIL,
     Window,
     choose,
-    run_detail,
     summarise,
 )
 from trading_engine.app.bootstrap.backtests import (
-    bar_backtest,
     new_backtest_venue,
     read_bar_files,
     synthetic_bar_set,
 )
-from trading_engine.app.bootstrap.databases import database
 from trading_engine.app.bootstrap.strategy import strategy_factory
 from trading_engine.app.bootstrap.sweep import (
     Progress,
     SweepJob,
-    _options,
-    _window,
     backtest_settings,
     grid,
     run_sweep,
@@ -47,7 +39,7 @@ from trading_engine.app.bootstrap.sweep import (
 from trading_engine.domain.bars import bar_end
 from trading_engine.domain.models import OHLCV
 
-__all__ = ["DataSpan", "data_span", "run_test_window", "walk_forward", "warmup_bars"]
+__all__ = ["DataSpan", "data_span", "walk_forward", "warmup_bars"]
 
 
 @dataclass(frozen=True)
@@ -94,51 +86,6 @@ def warmup_bars(strategy: str, parameters: dict[str, Any]) -> int:
     return int(factory("check", "check").warmup_bars)
 
 
-def run_test_window(job: SweepJob) -> dict[str, Any]:
-    """:func:`run_point`'s result (the same keys, the same metrics) and, under
-    ``"detail"``, the run's equity curve and trades as plain data (``run_detail``): what
-    stitching needs."""
-    try:
-        url = job.run_database_url()
-        path = database(url).path
-        if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        runner, close = bar_backtest(
-            backtest_settings(url, job.strategy), _window(job, _bars(job)), _options(job)
-        )
-        try:
-            result = runner.run()
-        finally:
-            close()
-        metrics = compute_metrics(result)
-        return {"parameters": dict(job.point), **metrics, DETAIL: run_detail(result)}
-    except Exception as error:  # the window's failure is its result; the others go on
-        message = str(error).strip() or type(error).__name__
-        return {"parameters": dict(job.point), "error": message}
-
-
-def _run_detailed(
-    jobs: Sequence[SweepJob], workers: int, progress: Progress | None
-) -> list[dict[str, Any]]:
-    """The test runs through :func:`run_sweep`, which maps ``run_point``, with a map that
-    runs :func:`run_test_window` in its place, so their curves come back too. On a local
-    pool: a cluster's runner would run ``run_point`` (metrics only)."""
-    if workers <= 1 or len(jobs) <= 1:
-        return run_sweep(
-            jobs,
-            workers=1,
-            progress=progress,
-            map_function=lambda _point, batch: map(run_test_window, batch),
-        )
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return run_sweep(
-            jobs,
-            workers=workers,
-            progress=progress,
-            map_function=lambda _point, batch: pool.map(run_test_window, batch),
-        )
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -159,9 +106,8 @@ def walk_forward(
 
     ``template``: the job every run is made from (data, strategy, fixed parameters, cash,
     costs); each run gets its point, window and number (training points numbered first,
-    window by window in grid order, then the test runs). ``sweep_options`` go to the
-    training points' :func:`run_sweep` (a map function, a runner); the test runs, one per
-    window, run on a local pool of ``workers``."""
+    window by window in grid order, then the test runs). ``sweep_options`` go to both
+    :func:`run_sweep` calls (a map function, a cluster's runner)."""
     points = grid(axes)
     training_jobs = [
         replace(
@@ -194,8 +140,15 @@ def walk_forward(
             start=_iso(window.train_start),
             end=_iso(window.test_end),
             trade_from=_iso(window.test_start),
+            detail=True,  # the curve and trades come back too: they are stitched
         )
-    ran = _run_detailed(list(test_jobs.values()), workers, test_progress) if test_jobs else []
+    ran = (
+        run_sweep(
+            list(test_jobs.values()), workers=workers, progress=test_progress, **sweep_options
+        )
+        if test_jobs
+        else []
+    )
     by_window = dict(zip(test_jobs, ran, strict=True))
     tests = [by_window.get(index) for index in range(len(windows))]
     return summarise(

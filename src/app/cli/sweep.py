@@ -51,7 +51,14 @@ def read_axes(specs: list[str]) -> dict[str, Any]:
         raise fail(str(error)) from None
 
 
-__all__ = ["_cell", "_shown", "parse_axes", "read_axes", "sweep"]  # (walk-forward's too)
+__all__ = [
+    "_cell",
+    "_shown",
+    "connect_cluster",
+    "parse_axes",
+    "read_axes",
+    "sweep",
+]  # (walk-forward's too)
 
 
 def parse_axes(specs: list[str]) -> dict[str, list[Any]]:
@@ -270,7 +277,7 @@ def sweep(
         volume_participation=volume_participation,
         database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/{RUN_STORE}" if keep_runs else None,
     )
-    cluster = _connect(scheduler, connect_timeout)
+    cluster = connect_cluster(scheduler, connect_timeout)
     try:
         if optuna:
             assert trials is not None
@@ -350,7 +357,7 @@ def _described(axis: Any) -> Any:
     return {"low": axis.low, "high": axis.high, "step": axis.step, "log": axis.log}
 
 
-def _connect(scheduler: str | None, timeout: float) -> Any:
+def connect_cluster(scheduler: str | None, timeout: float) -> Any:
     """The cluster --scheduler names, connected (None: the local pool)."""
     if scheduler is None:
         return None

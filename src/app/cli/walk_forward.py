@@ -4,6 +4,8 @@ the window after it, stitch the unseen windows into one out-of-sample curve."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -27,7 +29,7 @@ from trading_engine.app.cli.options import (
     VolumeParticipationOption,
     warn,
 )
-from trading_engine.app.cli.sweep import _cell, _shown, parse_axes
+from trading_engine.app.cli.sweep import _cell, _shown, connect_cluster, parse_axes
 from trading_engine.files import write_atomically
 
 # The engine's modules are imported by the command: `--help` loads none.
@@ -91,6 +93,18 @@ def walk_forward(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Processes (default: the CPU count).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Run the backtests on a Dask cluster: its scheduler's address "
+            "(tcp://HOST:PORT), as `sweep --scheduler`. Default: a local process pool.",
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", help="Seconds to reach the scheduler and a worker."),
+    ] = 10.0,
     out: Annotated[
         Path,
         typer.Option(
@@ -140,6 +154,8 @@ def walk_forward(
     names = metric_names()
     if sort not in names:
         raise fail(f"--sort: unknown metric {sort!r}; one of: {', '.join(names)}")
+    if scheduler is not None and workers is not None:
+        raise fail("--workers and --scheduler exclude each other: the cluster has its workers")
     count = (os.cpu_count() or 1) if workers is None else workers
     if count < 1:
         raise fail(f"--workers must be at least 1, got {count}")
@@ -223,9 +239,10 @@ def walk_forward(
 
     # ---- the runs
     out.mkdir(parents=True, exist_ok=True)
-    if count > 1:
+    cluster = connect_cluster(scheduler, connect_timeout)
+    if count > 1 and cluster is None:
         import_what_a_backtest_imports()  # once, before the pools fork their workers
-    with progress("{task.description}") as bar:  # (rich formats the label per task)
+    with progress("{task.description}") as bar, _closing(cluster):
         training = bar.add_task("training points", total=len(windows) * len(points))
         testing = bar.add_task("test windows   ", total=len(windows))
         document = run_walk_forward(
@@ -237,6 +254,7 @@ def walk_forward(
             workers=count,
             training_progress=lambda done, _all: bar.update(training, completed=done),
             test_progress=lambda done, _all: bar.update(testing, completed=done),
+            runner=cluster,
         )
         bar.update(testing, total=bar.tasks[testing].completed)  # windows without a test run
     last_end = windows[-1].test_end
@@ -386,3 +404,12 @@ def _day(iso: str) -> str:
 
 def _params(point: dict[str, Any]) -> str:
     return " ".join(f"{name}={value}" for name, value in point.items())
+
+
+@contextmanager
+def _closing(cluster: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if cluster is not None:
+            cluster.close()
