@@ -93,7 +93,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="module")
 def bar_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Hourly bars as a CSV of our own format's columns, in a folder only this process knows."""
-    bars = synthetic_bar_set(6000, 7, "BTC_JPY", "simulated", "1h")["BTC_JPY"]
+    bars = synthetic_bar_set(3000, 7, "BTC_JPY", "simulated", "1h")["BTC_JPY"]
     path = tmp_path_factory.mktemp("bars") / "BTC_JPY.csv"
     with path.open("w") as fh:
         fh.write("timestamp,open,high,low,close,volume\n")
@@ -157,7 +157,7 @@ def test_the_cluster_ranks_and_measures_as_the_local_pool(
 def test_a_worker_killed_mid_sweep_leaves_its_points_to_the_other(
     cluster: LocalCluster, bar_file: Path, tmp_path: Path
 ) -> None:
-    points = grid({"fast_window": [3, 5, 8, 10, 13], "slow_window": [30, 50, 80]})
+    points = grid({"fast_window": [3, 5, 8, 10], "slow_window": [30, 60]})
     jobs = [
         SweepJob(
             number=number,
@@ -197,7 +197,7 @@ def test_a_worker_killed_mid_sweep_leaves_its_points_to_the_other(
     assert in_flight  # points were running there when it died
     assert all("error" not in result for result in results), results
     # the same results as this process computes alone, one per point, in grid order
-    expected = run_sweep([replace(job, database_url=None) for job in jobs], 1)
+    expected = run_sweep([replace(job, database_url=None) for job in jobs], 2)
     assert results == expected
     assert len(list((tmp_path / "runs").iterdir())) == len(jobs)
     alone = replace(jobs[0], database_url=f"sqlite:///{tmp_path}/alone/{{n}}/events.sqlite3")
@@ -305,7 +305,7 @@ def test_an_optuna_search_on_the_cluster_shares_one_postgres_study(
 def test_walk_forward_on_the_cluster_is_the_local_one(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    """backtesting.py's GOOG, 365-day training and 90-day test windows: every window's
+    """backtesting.py's GOOG, 365-day training and test windows: every window's
     choice, every figure and the stitched curve the same as on the local pool."""
     import backtesting.test
 
@@ -321,7 +321,7 @@ def test_walk_forward_on_the_cluster_is_the_local_one(
         "--train",
         "365d",
         "--test",
-        "90d",
+        "365d",
         "--commission",
         "0.002",
     )
@@ -330,7 +330,7 @@ def test_walk_forward_on_the_cluster_is_the_local_one(
     assert (local.returncode, remote.returncode) == (0, 0), local.stderr + remote.stderr
     here = json.loads((tmp_path / "local" / "walk_forward.json").read_text())
     there = json.loads((tmp_path / "remote" / "walk_forward.json").read_text())
-    assert len(here["windows"]) >= 20
+    assert len(here["windows"]) >= 5
     assert there == here
 
 

@@ -173,6 +173,48 @@ def open_study(spec: SearchSpec, worker: int = 0, storage: Any = None) -> Any:
     raise AssertionError("unreachable")
 
 
+def _silent_trials(study: Any) -> set[int]:
+    """Running trials of the study that never recorded a heartbeat."""
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    storage = getattr(study._storage, "_backend", study._storage)  # (behind Optuna's cache)
+    with storage.scoped_session() as session:
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(~models.TrialModel.heartbeats.any())
+            .all()
+        )
+    return {row[0] for row in rows}
+
+
+def _fail_silent_trials(study: Any) -> None:
+    """Fail (and queue again) the running trials that never beat: Optuna's stale check passes
+    over them, so a process killed in the instant between creating a trial and its first
+    heartbeat (the kill-and-resume test met it) left it RUNNING for ever, counted as running,
+    and every later search of the study one trial short. A live trial beats within
+    milliseconds: one still silent after the grace period is dead, whatever the clocks of
+    the machines say."""
+    from optuna.trial import TrialState
+
+    silent = _silent_trials(study)
+    if not silent:
+        return
+    time.sleep(GRACE_SECONDS)
+    storage = study._storage
+    retry = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in silent & _silent_trials(study):
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except Exception:  # finished meanwhile, or failed by another process
+            continue
+        if retry is not None:
+            retry(study, storage.get_trial(trial_id))
+
+
 def counted(study: Any) -> int:
     """Trials that count towards `--trials`: finished (complete, pruned), or failed because
     their point cannot run; not the ones cut short by a crash (those are tried again)."""
@@ -223,6 +265,7 @@ def search_worker(
         with warnings.catch_warnings():  # "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+        _fail_silent_trials(study)
     ran = 0
 
     def objective(trial: Any) -> float:
