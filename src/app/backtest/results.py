@@ -353,3 +353,15 @@ def _buy_and_hold_pct(prices: dict[str, list[tuple[datetime, Decimal]]]) -> floa
         first, last = float(series[0][1]), float(series[-1][1])
         return (last - first) / first * 100 if first else np.nan
     return np.nan
+
+
+def metric_value(result: dict[str, Any], metric: str) -> float | None:
+    """A run's value of ``metric`` in a metrics dict (a sweep point's result), or None when
+    the run failed or has none (None, NaN, not a number): such a point is ranked last and
+    never chosen."""
+    if "error" in result:
+        return None
+    value = result.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)

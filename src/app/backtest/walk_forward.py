@@ -46,6 +46,7 @@ from trading_engine.app.backtest.results import (
     EquityPoint,
     OpenTrade,
     compute_metrics,
+    metric_value,  # (re-exported: where the walk-forward's callers found it first)
 )
 
 __all__ = [
@@ -172,17 +173,6 @@ def plan_windows(
 
 
 # --------------------------------------------------------------------------- choosing
-
-
-def metric_value(result: dict[str, Any], metric: str) -> float | None:
-    """A point's value of ``metric``, or None when it failed or has none (None, NaN, not a
-    number): such a point cannot be chosen."""
-    if "error" in result:
-        return None
-    value = result.get(metric)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return None if math.isnan(value) else float(value)
 
 
 def choose(results: Sequence[dict[str, Any]], metric: str, descending: bool) -> int | None:

@@ -12,7 +12,6 @@ the bar files must be readable where the job runs.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +22,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trading_engine.app.backtest.bars import Checkpoint
-from trading_engine.app.backtest.results import BacktestResult, EquityPoint, compute_metrics
+from trading_engine.app.backtest.results import (
+    BacktestResult,
+    EquityPoint,
+    compute_metrics,
+    metric_value,
+)
 from trading_engine.app.backtest.walk_forward import DETAIL, run_detail
 from trading_engine.app.bootstrap.backtests import (
     BacktestOptions,
@@ -270,15 +274,6 @@ def run_sweep(
     return [ordered[index] for index in range(total)]
 
 
-def _value(result: dict[str, Any], metric: str) -> float | None:
-    if "error" in result:
-        return None
-    value = result.get(metric)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return None if math.isnan(value) else float(value)
-
-
 def rank(
     results: Iterable[dict[str, Any]], metric: str, descending: bool = True
 ) -> list[dict[str, Any]]:
@@ -287,7 +282,7 @@ def rank(
 
     def key(indexed: tuple[int, dict[str, Any]]) -> tuple[int, float, int]:
         index, result = indexed
-        value = _value(result, metric)
+        value = metric_value(result, metric)
         if value is None:
             return (2 if "error" in result else 1, 0.0, index)
         return (0, -value if descending else value, index)

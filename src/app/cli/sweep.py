@@ -6,14 +6,13 @@ others ranked and written all the same), 2 for a usage error found before any po
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from trading_engine.app.cli.backtest import _number, parse_params
+from trading_engine.app.cli.backtest import parse_params
 from trading_engine.app.cli.common import console, fail, progress
 from trading_engine.app.cli.options import (
     RUN_STORE,
@@ -31,6 +30,14 @@ from trading_engine.app.cli.options import (
     TimeframeOption,
     VolumeParticipationOption,
     warn,
+)
+from trading_engine.app.cli.research import (
+    ConnectTimeoutOption,
+    FixedParamOption,
+    SchedulerOption,
+    SyntheticOption,
+    WorkersOption,
+    checked_template,
 )
 from trading_engine.app.cli.sweep_output import _cell, _shown, rankable, write_results
 
@@ -92,14 +99,9 @@ def sweep(
             "scale (--search optuna). Repeat per parameter.",
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="Fixed strategy parameter NAME=VALUE.")
-    ] = None,
+    param: FixedParamOption = None,
     data: DataOption = None,
-    synthetic: Annotated[
-        int | None,
-        typer.Option("--synthetic", help="Generate this many bars (--timeframe, default 1m)."),
-    ] = None,
+    synthetic: SyntheticOption = None,
     timeframe: TimeframeOption = None,
     seed: SeedOption = 1,
     strategy: StrategyOption = "moving_average_cross",
@@ -118,21 +120,9 @@ def sweep(
     ascending: Annotated[
         bool, typer.Option("--ascending", help="Lowest first (e.g. for max_drawdown_pct).")
     ] = False,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Processes (default: the CPU count).")
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Run on a Dask cluster: its scheduler's address (tcp://HOST:PORT); the "
-            "bar files are sent to the workers. Default: a local process pool.",
-        ),
-    ] = None,
-    connect_timeout: Annotated[
-        float,
-        typer.Option("--connect-timeout", help="Seconds to reach the scheduler and a worker."),
-    ] = 10.0,
+    workers: WorkersOption = None,
+    scheduler: SchedulerOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
     search: Annotated[
         str,
         typer.Option("--search", help="grid: every combination; optuna: --trials of a search."),
@@ -185,22 +175,13 @@ def sweep(
     )
     from trading_engine.app.bootstrap.strategy import strategy_factory
     from trading_engine.app.bootstrap.sweep import (
-        SweepJob,
         backtest_settings,
         grid,
-        metric_names,
         rank,
         run_sweep,
     )
     from trading_engine.app.runtime.config import ConfigError
 
-    if bool(data) == bool(synthetic):
-        raise fail("give --data FILE (repeatable) or --synthetic N, one of the two")
-    if size is not None and fraction is not None:
-        raise fail("--size and --fraction exclude each other")
-    names = metric_names()
-    if sort not in names:
-        raise fail(f"--sort: unknown metric {sort!r}; one of: {', '.join(names)}")
     if search not in ("grid", "optuna"):
         raise fail(f"--search is grid or optuna, got {search!r}")
     optuna = search == "optuna"
@@ -213,30 +194,30 @@ def sweep(
         raise fail("--search optuna needs --trials N (at least 1)")
     if optuna and keep_runs:
         raise fail("--keep-runs is for a grid; run a search's best points with `backtest`")
-    if scheduler is not None and workers is not None:
-        raise fail("--workers and --scheduler exclude each other: the cluster has its workers")
-    count = (os.cpu_count() or 1) if workers is None else workers
-    if count < 1:
-        raise fail(f"--workers must be at least 1, got {count}")
     if top < 0:
         raise fail(f"--top must be at least 0, got {top}")
-    for name, text in (("--cash", cash), ("--commission", commission), ("--slippage", slippage)):
-        _number(name, text)
-    for name, optional in (
-        ("--size", size),
-        ("--fraction", fraction),
-        ("--size-step", size_step),
-        ("--volume-participation", volume_participation),
-    ):
-        if optional is not None:
-            _number(name, optional)
     axes = read_axes(grid_specs or [])
-    if not axes:
-        raise fail("give at least one --grid NAME=V1,V2,... or NAME=LOW:HIGH")
-    fixed = parse_params(param or [])
-    both = sorted(set(axes) & set(fixed))
-    if both:
-        raise fail(f"swept and fixed at once: {', '.join(both)}")
+    template, count, fixed = checked_template(
+        data=data,
+        synthetic=synthetic,
+        seed=seed,
+        strategy=strategy,
+        param=param,
+        swept=list(axes),
+        sort=sort,
+        workers=workers,
+        scheduler=scheduler,
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        shorting=shorting,
+        size=size,
+        fraction=fraction,
+        size_step=size_step,
+        symbol=symbol,
+        timeframe=timeframe,
+        volume_participation=volume_participation,
+    )
     points: list[dict[str, Any]] = []
     if not optuna:
         from trading_engine.app.backtest.parameter_space import BadAxis
@@ -258,25 +239,10 @@ def sweep(
         # a point's trades are read back from its whole log: never add a run to an old one
         raise fail(f"--keep-runs: {runs} already holds runs; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    template = SweepJob(
-        number=0,
-        point={},
-        strategy=strategy,
-        data=tuple(str(path.resolve()) for path in data or []),
-        symbols=tuple(symbol) if symbol else None,
-        synthetic=(synthetic, seed, (symbol or ["BTC_JPY"])[0]) if synthetic else None,
-        fixed=fixed,
-        cash=cash,
-        commission=commission,
-        slippage=slippage,
-        shorting=shorting,
-        size=size,
-        fraction=fraction,
-        size_step=size_step,
-        timeframe=timeframe,
-        volume_participation=volume_participation,
-        database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/{RUN_STORE}" if keep_runs else None,
-    )
+    if keep_runs:
+        template = replace(
+            template, database_url=f"sqlite:///{out.resolve()}/runs/{{n}}/{RUN_STORE}"
+        )
     cluster = connect_cluster(scheduler, connect_timeout)
     try:
         if optuna:

@@ -3,7 +3,6 @@ the window after it, stitch the unseen windows into one out-of-sample curve."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from trading_engine.app.cli.backtest import _number, parse_params
 from trading_engine.app.cli.common import console, errors, fail, progress
 from trading_engine.app.cli.options import (
     CashOption,
@@ -28,6 +26,14 @@ from trading_engine.app.cli.options import (
     TimeframeOption,
     VolumeParticipationOption,
     warn,
+)
+from trading_engine.app.cli.research import (
+    ConnectTimeoutOption,
+    FixedParamOption,
+    SchedulerOption,
+    SyntheticOption,
+    WorkersOption,
+    checked_template,
 )
 from trading_engine.app.cli.sweep import _cell, _shown, connect_cluster, parse_axes
 from trading_engine.files import write_atomically
@@ -64,14 +70,9 @@ def walk_forward(
             "rolling (default): it keeps its length and slides by --test.",
         ),
     ] = False,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="Fixed strategy parameter NAME=VALUE.")
-    ] = None,
+    param: FixedParamOption = None,
     data: DataOption = None,
-    synthetic: Annotated[
-        int | None,
-        typer.Option("--synthetic", help="Generate this many bars (--timeframe, default 1m)."),
-    ] = None,
+    synthetic: SyntheticOption = None,
     timeframe: TimeframeOption = None,
     seed: SeedOption = 1,
     strategy: StrategyOption = "moving_average_cross",
@@ -90,21 +91,9 @@ def walk_forward(
     ascending: Annotated[
         bool, typer.Option("--ascending", help="Lowest is best (e.g. for volatility).")
     ] = False,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Processes (default: the CPU count).")
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Run the backtests on a Dask cluster: its scheduler's address "
-            "(tcp://HOST:PORT), as `sweep --scheduler`. Default: a local process pool.",
-        ),
-    ] = None,
-    connect_timeout: Annotated[
-        float,
-        typer.Option("--connect-timeout", help="Seconds to reach the scheduler and a worker."),
-    ] = 10.0,
+    workers: WorkersOption = None,
+    scheduler: SchedulerOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
     out: Annotated[
         Path,
         typer.Option(
@@ -133,14 +122,12 @@ def walk_forward(
     from trading_engine.app.backtest.walk_forward import parse_span, plan_windows
     from trading_engine.app.bootstrap.backtests import import_what_a_backtest_imports
     from trading_engine.app.bootstrap.strategy import strategy_factory
-    from trading_engine.app.bootstrap.sweep import SweepJob, backtest_settings, grid, metric_names
+    from trading_engine.app.bootstrap.sweep import backtest_settings, grid
     from trading_engine.app.bootstrap.walk_forward import data_span, warmup_bars
     from trading_engine.app.bootstrap.walk_forward import walk_forward as run_walk_forward
     from trading_engine.app.runtime.config import ConfigError
 
     # ---- usage, before any work
-    if bool(data) == bool(synthetic):
-        raise fail("give --data FILE (repeatable) or --synthetic N, one of the two")
     if train is None or test is None:
         raise fail("give --train and --test, e.g. --train 90d --test 30d")
     spans: dict[str, Any] = {}
@@ -149,41 +136,17 @@ def walk_forward(
             spans[name] = parse_span(text)
         except ValueError as error:
             raise fail(f"{name}: {error}") from None
-    if size is not None and fraction is not None:
-        raise fail("--size and --fraction exclude each other")
-    names = metric_names()
-    if sort not in names:
-        raise fail(f"--sort: unknown metric {sort!r}; one of: {', '.join(names)}")
-    if scheduler is not None and workers is not None:
-        raise fail("--workers and --scheduler exclude each other: the cluster has its workers")
-    count = (os.cpu_count() or 1) if workers is None else workers
-    if count < 1:
-        raise fail(f"--workers must be at least 1, got {count}")
-    for name, text in (("--cash", cash), ("--commission", commission), ("--slippage", slippage)):
-        _number(name, text)
-    for name, optional in (
-        ("--size", size),
-        ("--fraction", fraction),
-        ("--size-step", size_step),
-        ("--volume-participation", volume_participation),
-    ):
-        if optional is not None:
-            _number(name, optional)
     axes = parse_axes(grid_specs or [])
-    if not axes:
-        raise fail("give at least one --grid NAME=V1,V2,...")
-    fixed = parse_params(param or [])
-    both = sorted(set(axes) & set(fixed))
-    if both:
-        raise fail(f"swept and fixed at once: {', '.join(both)}")
-    template = SweepJob(
-        number=0,
-        point={},
+    template, count, fixed = checked_template(
+        data=data,
+        synthetic=synthetic,
+        seed=seed,
         strategy=strategy,
-        data=tuple(str(path.resolve()) for path in data or []),
-        symbols=tuple(symbol) if symbol else None,
-        synthetic=(synthetic, seed, (symbol or ["BTC_JPY"])[0]) if synthetic else None,
-        fixed=fixed,
+        param=param,
+        swept=list(axes),
+        sort=sort,
+        workers=workers,
+        scheduler=scheduler,
         cash=cash,
         commission=commission,
         slippage=slippage,
@@ -191,6 +154,7 @@ def walk_forward(
         size=size,
         fraction=fraction,
         size_step=size_step,
+        symbol=symbol,
         timeframe=timeframe,
         volume_participation=volume_participation,
     )
