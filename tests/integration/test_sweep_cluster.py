@@ -277,9 +277,11 @@ def test_an_optuna_search_on_the_cluster_shares_one_postgres_study(
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["results"]
     said = result.stdout + result.stderr
-    assert len(rows) == 10, said
+    # 10 trials; one more when both workers start their last at the same moment (each sees
+    # 9 finished or running), which Optuna's shared study cannot rule out
+    assert 10 <= len(rows) <= 11, said
     assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}, said
-    assert "10 trials (10 run now" in result.stdout, said
+    assert f"{len(rows)} trials ({len(rows)} run now" in result.stdout, said
     # a study on a file is out of the workers' reach: refused before any work
     refused = run_cli(
         "sweep",
