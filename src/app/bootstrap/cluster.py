@@ -225,7 +225,7 @@ class DaskCluster:
             self._client.cancel(list(futures))
         return [_keep_log(jobs[index], results[index]) for index in range(total)]
 
-    def start_tasks(self, task: Callable[..., Any], count: int, *args: Any) -> _Tasks:
+    def start_tasks(self, task: Callable[..., Any], count: int, *args: Any) -> Tasks:
         """`task(*args, n)` for n in 0..count-1 across the cluster (search workers); bar files
         among `args` are sent once to every worker."""
         run = uuid.uuid4().hex[:8]
@@ -239,7 +239,7 @@ class DaskCluster:
             self._client.submit(task, *shipped, n, key=f"task-{run}-{n}", pure=False)
             for n in range(count)
         ]
-        return _Tasks(futures)
+        return Tasks(futures)
 
     @staticmethod
     def _outcome(future: Any, job: SweepJob) -> dict[str, Any]:
@@ -266,8 +266,9 @@ def _keep_log(job: SweepJob, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class _Tasks:
-    """Tasks started on the cluster: done yet, and each outcome (or what stopped it)."""
+class Tasks:
+    """Tasks started somewhere (Dask futures, or a local pool's: both have `done` and
+    `result`): done yet, and each outcome (or what stopped it)."""
 
     def __init__(self, futures: list[Any]) -> None:
         self.futures = futures

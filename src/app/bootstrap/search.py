@@ -27,7 +27,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from trading_engine.app.backtest.parameter_space import Axis
-from trading_engine.app.bootstrap.cluster import BarFiles, _local_paths
+from trading_engine.app.bootstrap.cluster import BarFiles, Tasks, _local_paths
 from trading_engine.app.bootstrap.sweep import SweepJob, run_point
 
 CHECKPOINTS = 10  # reports per trial, at each tenth of the bars
@@ -349,10 +349,12 @@ def run_search(
     workers: int,
     progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
+    storage: Any = None,
 ) -> int:
     """Search with `workers` processes here, or one per worker thread of `cluster`; the
-    progress bar follows the study's counted trials. Returns the trials run by this call."""
-    storage = storage_for(spec.storage)
+    progress bar follows the study's counted trials. `storage`: the study's, if the caller
+    has it open already. Returns the trials run by this call."""
+    storage = storage if storage is not None else storage_for(spec.storage)
     study = open_study(spec, storage=storage)
     if progress is not None:
         progress(min(counted(study), spec.trials), spec.trials)
@@ -369,22 +371,11 @@ def run_search(
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(search_worker, spec, None, n) for n in range(workers)]
-        return _follow(_Local(futures), study, spec, progress)
+        return _follow(Tasks(futures), study, spec, progress)
 
 
 def _bars(spec: SearchSpec) -> BarFiles | None:
     return BarFiles.read(list(spec.template.data)) if spec.template.data else None
-
-
-class _Local:
-    def __init__(self, futures: Sequence[Any]) -> None:
-        self.futures = futures
-
-    def done(self) -> bool:
-        return all(f.done() for f in self.futures)
-
-    def outcomes(self) -> list[Any]:
-        return [f.exception() or f.result() for f in self.futures]
 
 
 def _follow(handle: Any, study: Any, spec: SearchSpec, progress: Any) -> int:

@@ -394,7 +394,11 @@ def _search(
         with progress("search") as bar:
             task = bar.add_task("trials", total=trials)
             ran = run_search(
-                spec, workers, lambda done, _all: bar.update(task, completed=done), cluster
+                spec,
+                workers,
+                lambda done, _all: bar.update(task, completed=done),
+                cluster,
+                storage=opened,
             )
         found = results(spec, storage=opened)
     except SearchUnavailable as error:
